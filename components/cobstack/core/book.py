@@ -1,0 +1,168 @@
+"""L2 order book for one (venue, instrument): exact decimals, sorted price ladders.
+
+Prices and sizes are `Decimal`, so "0.3513" and "0.35130000" are the same level and no
+rounding ever merges or splits levels. Each level also keeps the venue's original strings,
+because checksums (Kraken, OKX) are computed over the text exactly as the venue sent it.
+
+Each side is a dict (price -> level) plus an ascending list of prices kept sorted with
+`bisect`: best price is O(1), lookup O(log n), top-N a slice. Insertion shifts the list in C,
+which for the bounded depths venues publish (<= a few thousand levels) beats any tree.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from decimal import Decimal, InvalidOperation
+from typing import Iterable, NamedTuple
+
+_ZERO = Decimal(0)
+
+
+class BadLevel(ValueError):
+    """A price level that must never enter a book; `kind` is the rejection counter name."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+class Level(NamedTuple):
+    price: Decimal
+    size: Decimal
+    price_str: str
+    size_str: str
+
+
+def parse_level(price_str: str, size_str: str) -> tuple[Decimal, Decimal]:
+    """Validate one venue level; raise BadLevel for NaN, infinities, price <= 0, size < 0."""
+    try:
+        price = Decimal(price_str)
+        size = Decimal(size_str)
+    except (InvalidOperation, TypeError, ValueError):
+        raise BadLevel("malformed_number", f"price={price_str!r} size={size_str!r}") from None
+    if not (price.is_finite() and size.is_finite()):
+        raise BadLevel("non_finite", f"price={price_str!r} size={size_str!r}")
+    if price <= _ZERO:
+        raise BadLevel("non_positive_price", f"price={price_str!r}")
+    if size < _ZERO:
+        raise BadLevel("negative_size", f"size={size_str!r}")
+    return price, size
+
+
+class BookSide:
+    __slots__ = ("is_bid", "prices", "levels")
+
+    def __init__(self, is_bid: bool):
+        self.is_bid = is_bid
+        self.prices: list[Decimal] = []  # ascending
+        self.levels: dict[Decimal, Level] = {}
+
+    def __len__(self) -> int:
+        return len(self.prices)
+
+    def set(self, price: Decimal, size: Decimal, price_str: str, size_str: str) -> None:
+        """Set a level's size; size 0 removes it (deleting an absent level is a no-op)."""
+        levels = self.levels
+        if size:
+            if price not in levels:
+                insort(self.prices, price)
+            levels[price] = Level(price, size, price_str, size_str)
+        elif levels.pop(price, None) is not None:
+            del self.prices[bisect_left(self.prices, price)]
+
+    def get(self, price: Decimal) -> Level | None:
+        return self.levels.get(price)
+
+    def best(self) -> Level | None:
+        if not self.prices:
+            return None
+        return self.levels[self.prices[-1] if self.is_bid else self.prices[0]]
+
+    def top(self, n: int) -> list[Level]:
+        """The best n levels, best first."""
+        prices = self.prices
+        keys = prices[: -n - 1 : -1] if self.is_bid else prices[:n]
+        levels = self.levels
+        return [levels[p] for p in keys]
+
+    def truncate(self, depth: int) -> None:
+        """Keep only the best `depth` levels (venues that publish a bounded book)."""
+        excess = len(self.prices) - depth
+        if excess <= 0:
+            return
+        if self.is_bid:
+            dropped, self.prices = self.prices[:excess], self.prices[excess:]
+        else:
+            dropped, self.prices = self.prices[depth:], self.prices[:depth]
+        for p in dropped:
+            del self.levels[p]
+
+    def clear(self) -> None:
+        self.prices.clear()
+        self.levels.clear()
+
+
+class L2Book:
+    """One venue's book for one instrument. Pure data structure; no I/O, no clocks."""
+
+    __slots__ = ("venue", "instrument", "bids", "asks", "seq", "ts", "max_depth")
+
+    def __init__(self, venue: str, instrument: str, max_depth: int | None = None):
+        self.venue = venue
+        self.instrument = instrument
+        self.bids = BookSide(True)
+        self.asks = BookSide(False)
+        self.seq: int | None = None  # venue sequence id of the last applied update
+        self.ts: float = 0.0  # venue or receive time of the last applied update (s)
+        self.max_depth = max_depth
+
+    def side(self, is_bid: bool) -> BookSide:
+        return self.bids if is_bid else self.asks
+
+    def clear(self) -> None:
+        self.bids.clear()
+        self.asks.clear()
+        self.seq = None
+
+    def update(self, is_bid: bool, price_str: str, size_str: str) -> None:
+        """Apply one level from the wire (validated; raises BadLevel)."""
+        price, size = parse_level(price_str, size_str)
+        (self.bids if is_bid else self.asks).set(price, size, price_str, size_str)
+
+    def load(self, bids: Iterable[tuple[str, str]], asks: Iterable[tuple[str, str]]) -> None:
+        """Replace the whole book with a snapshot; all-or-nothing on bad input."""
+        new = L2Book(self.venue, self.instrument, self.max_depth)
+        for p, s in bids:
+            new.update(True, p, s)
+        for p, s in asks:
+            new.update(False, p, s)
+        self.bids, self.asks = new.bids, new.asks
+        self.truncate()
+
+    def truncate(self) -> None:
+        if self.max_depth:
+            self.bids.truncate(self.max_depth)
+            self.asks.truncate(self.max_depth)
+
+    def best_bid(self) -> Level | None:
+        return self.bids.best()
+
+    def best_ask(self) -> Level | None:
+        return self.asks.best()
+
+    def is_crossed(self) -> bool:
+        bids, asks = self.bids.prices, self.asks.prices
+        return bool(bids and asks and bids[-1] >= asks[0])
+
+    def mid(self) -> Decimal | None:
+        bids, asks = self.bids.prices, self.asks.prices
+        if not (bids and asks):
+            return None
+        return (bids[-1] + asks[0]) / 2
+
+    def __repr__(self) -> str:
+        bb, ba = self.best_bid(), self.best_ask()
+        return (
+            f"L2Book({self.venue}:{self.instrument} bids={len(self.bids)} asks={len(self.asks)} "
+            f"best={bb.price if bb else None}/{ba.price if ba else None})"
+        )
