@@ -85,9 +85,16 @@ class Adapter:
     """
 
     venue: ClassVar[str]
+    live_ws_url: ClassVar[str] = ""  # the venue's public websocket endpoint
+    live_rest_url: ClassVar[str] = ""  # the venue's public REST base (scheme + host)
 
-    def __init__(self, instruments: list[str] | None = None, depth: int | None = None):
-        """instruments: native names to track; None tracks whatever the feed carries (replay)."""
+    def __init__(self, instruments: list[str] | None = None, depth: int | None = None,
+                 ws_url: str | None = None, rest_url: str | None = None):
+        """instruments: native names to track; None tracks whatever the feed carries (replay).
+        ws_url / rest_url: override the live endpoints (the simulated venues serve the same
+        paths on loopback); adapters build full URLs with the venue's real paths on these."""
+        self.ws_base = ws_url or self.live_ws_url
+        self.rest_base = rest_url or self.live_rest_url
         self.depth = depth
         self.auto = instruments is None
         self.books: dict[str, L2Book] = {}
