@@ -1,0 +1,123 @@
+"""The one configuration model.
+
+Every component reads `Settings`; the same model is loaded from a YAML file, from
+COBSTACK_* environment variables (nested with `__`, e.g. COBSTACK_INGEST__PUBLISH_INTERVAL_MS)
+and from CLI flags, in that increasing order of precedence. The operator renders it into the
+component ConfigMap and generates the CobStack CRD's `spec.stack` schema from it, so a field
+added here is a field users can set everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import YamlConfigSettingsSource
+
+from .core.symbols import known_venues, venue_instrument
+
+CONFIG_ENV = "COBSTACK_CONFIG"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestSettings(Section):
+    publish_interval_ms: int = Field(100, ge=10, le=60_000, description=(
+        "Snapshots per symbol are published on change, coalesced to at most one per interval."))
+    ladder_levels: int = Field(25, ge=1, le=500, description="Consolidated ladder levels per side.")
+    venue_depth: int = Field(200, ge=10, le=5000, description=(
+        "Levels per venue book taken into consolidation (venue books themselves keep their full depth)."))
+    buckets_per_side: int = Field(20, ge=1, le=500, description="Price buckets per side (also the model tensor's K).")
+    bucket_sizes: dict[str, float] = Field(
+        default_factory=lambda: {"BTC-USD": 10.0, "ETH-USD": 1.0},
+        description="Price bucket width per canonical symbol, in USD.")
+    imbalance_levels: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Top-N imbalance depths.")
+    quote_policy: Literal["par", "rate"] = Field("par", description=(
+        "USDT/USDC to USD: `par` treats them as 1 USD; `rate` takes the rate from a reference book."))
+    stale_after_ms: int = Field(5_000, ge=100, le=600_000, description=(
+        "A venue book with no update for this long drops out of consolidation and is flagged."))
+    session_seconds: int = Field(86_400, ge=60, le=7 * 86_400, description=(
+        "Volume-profile session length, anchored at UTC midnight (86400 = UTC day)."))
+    stream_maxlen: int = Field(100_000, ge=100, le=100_000_000, description=(
+        "Approximate retention (XADD MAXLEN ~) of each snapshot and trade stream."))
+    metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus metrics and health port (0 disables).")
+    metrics_host: str = Field("127.0.0.1", description="Bind address of the metrics endpoint (0.0.0.0 in a pod).")
+
+
+class SimSettings(Section):
+    seed: int = Field(7, description="Seed of the simulated market; same seed, same market.")
+    speed: float = Field(1.0, gt=0, le=100, description="Simulated time per wall-clock second.")
+    rate: float = Field(1.0, gt=0, le=1000, description="Event-rate multiplier of the simulated venues.")
+
+
+class DashboardSettings(Section):
+    host: str = Field("127.0.0.1", description="Bind address (read-only UI; keep loopback unless behind a Service).")
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class TrainerSettings(Section):
+    preset: Literal["tiny", "base", "xl"] = Field("tiny", description="Model size preset.")
+
+
+class ExecutorSettings(Section):
+    mode: Literal["paper", "live"] = Field("paper", description="`live` is refused until a live adapter exists.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COBSTACK_", env_nested_delimiter="__", extra="forbid")
+
+    symbols: list[str] = Field(default_factory=lambda: ["BTC-USD", "ETH-USD"], min_length=1,
+                               description="Canonical symbols (BASE-QUOTE, USD family consolidated).")
+    venues: list[str] = Field(default_factory=lambda: ["binance", "coinbase", "kraken-v1"], min_length=1,
+                              description="Venues ingest connects to, one connection each.")
+    source: Literal["sim", "live"] = Field("sim", description="`sim`: simulated venues on loopback; `live`: public venue feeds.")
+    redis_url: str | None = Field(None, description="Redis URL for the bus; unset runs on the embedded in-process bus.")
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    sim: SimSettings = Field(default_factory=SimSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    trainer: TrainerSettings = Field(default_factory=TrainerSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+
+    @field_validator("venues")
+    @classmethod
+    def _known_venues(cls, venues: list[str]) -> list[str]:
+        unknown = [v for v in venues if v not in known_venues()]
+        if unknown:
+            raise ValueError(f"unknown venue(s) {unknown}; known: {', '.join(known_venues())}")
+        if len(set(venues)) != len(venues):
+            raise ValueError(f"venues listed twice: {venues}")
+        return venues
+
+    @field_validator("symbols")
+    @classmethod
+    def _canonical_symbols(cls, symbols: list[str]) -> list[str]:
+        out = [s.upper() for s in symbols]
+        for s in out:
+            venue_instrument("coinbase", s)  # raises a clear ValueError for a non BASE-QUOTE name
+        return out
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get(CONFIG_ENV)
+        if path:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{CONFIG_ENV}={path}: no such config file")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    def bucket_size(self, symbol: str) -> float | None:
+        return self.ingest.bucket_sizes.get(symbol)
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Settings from defaults < YAML file < environment < explicit overrides (CLI flags)."""
+    if config_file:
+        os.environ[CONFIG_ENV] = config_file
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
