@@ -87,6 +87,9 @@ class Adapter:
     venue: ClassVar[str]
     live_ws_url: ClassVar[str] = ""  # the venue's public websocket endpoint
     live_rest_url: ClassVar[str] = ""  # the venue's public REST base (scheme + host)
+    # REST budget in the venue's documented request-weight units (the shell's token bucket).
+    rest_weight_per_minute: ClassVar[float] = 60.0
+    snapshot_weight: ClassVar[float] = 1.0
 
     def __init__(self, instruments: list[str] | None = None, depth: int | None = None,
                  ws_url: str | None = None, rest_url: str | None = None):

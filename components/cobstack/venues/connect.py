@@ -1,0 +1,215 @@
+"""The async shell around one pure adapter: one websocket per venue, REST within limits.
+
+Everything venue-specific lives in the adapter; this module only moves bytes and time:
+it connects, feeds frames to `adapter.on_frame`, executes the adapter's effects (frames to
+send, REST snapshots to fetch under the venue's request budget), reconnects with jittered
+exponential backoff, and keeps a human-readable health record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import aiohttp
+
+from .base import Adapter
+
+log = logging.getLogger("cobstack.connect")
+
+# Venue HTTP answers that need a person to know, not just a retry.
+HTTP_MEANING = {
+    429: ("rate_limited", "rate limit hit (HTTP 429); backing off as the venue asks"),
+    418: ("banned", "IP temporarily banned for ignoring rate limits (HTTP 418); backing off"),
+    451: ("geo_blocked", "unavailable from this location (HTTP 451, geo-block); "
+                         "use another venue or run ingest where this venue serves you"),
+    403: ("forbidden", "access forbidden (HTTP 403; often a regional block or WAF)"),
+}
+
+
+@dataclass
+class VenueHealth:
+    venue: str
+    state: str = "connecting"  # connecting | live | backoff | rate_limited | banned | geo_blocked | stopped
+    message: str = ""
+    connects: int = 0
+    last_msg_ts: float = 0.0  # wall clock of the last frame received
+    lag_ms: float = 0.0  # receive time minus venue event time of the last book change
+    rest_requests: int = 0
+    errors: dict = field(default_factory=dict)
+
+    def set(self, state: str, message: str = "") -> None:
+        if (state, message) != (self.state, self.message):
+            level = logging.INFO if state in ("live", "connecting") else logging.WARNING
+            log.log(level, "%s: %s%s", self.venue, state, f" - {message}" if message else "")
+        self.state, self.message = state, message
+
+
+class Backoff:
+    """Full-jitter exponential backoff (AWS architecture blog's recommendation)."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
+        self.base, self.cap, self.attempt = base, cap, 0
+        self.rng = rng or random.Random()
+
+    def next(self) -> float:
+        delay = self.rng.uniform(0, min(self.cap, self.base * 2 ** self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class RestBudget:
+    """Token bucket in the venue's request-weight units, refilled per minute as documented."""
+
+    def __init__(self, weight_per_minute: float, clock: Callable[[], float] = time.monotonic):
+        self.capacity = weight_per_minute
+        self.tokens = weight_per_minute
+        self.rate = weight_per_minute / 60.0
+        self.clock = clock
+        self.stamp = clock()
+        self.blocked_until = 0.0
+
+    def delay_for(self, weight: float) -> float:
+        """Seconds to wait before spending `weight`; spends it when 0 is returned."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if now < self.blocked_until:
+            return self.blocked_until - now
+        if self.tokens >= weight:
+            self.tokens -= weight
+            return 0.0
+        return (weight - self.tokens) / self.rate
+
+    def block(self, seconds: float) -> None:
+        self.blocked_until = max(self.blocked_until, self.clock() + seconds)
+
+
+class VenueConnection:
+    """Runs one adapter against its venue until stopped. `on_frame_done` is called after
+    every frame with the receive timestamp so ingest can coalesce and publish."""
+
+    def __init__(self, adapter: Adapter, on_frame_done: Callable[[Adapter, float], None],
+                 heartbeat_s: float = 15.0, stall_s: float = 30.0):
+        self.adapter = adapter
+        self.on_frame_done = on_frame_done
+        self.heartbeat_s = heartbeat_s
+        self.stall_s = stall_s  # no frame for this long -> reconnect (a silently stalled feed)
+        self.health = VenueHealth(adapter.venue)
+        self.budget = RestBudget(adapter.rest_weight_per_minute)
+        self.backoff = Backoff()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._rest_tasks: set[asyncio.Task] = set()
+        self._stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=15, sock_connect=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            self.session = session
+            while not self._stopped.is_set():
+                try:
+                    await self._session_once(session)
+                    reason = "connection closed by the venue"
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                    reason = f"{type(e).__name__}: {e}"
+                except aiohttp.WSServerHandshakeError as e:  # pragma: no cover - subclass of ClientError
+                    reason = f"handshake failed: {e.status}"
+                if self._stopped.is_set():
+                    break
+                for native in self.adapter.books:  # nothing from a dead connection is trusted
+                    self.adapter.state[native] = "syncing"
+                    self.adapter.dirty.add(native)
+                self.on_frame_done(self.adapter, time.time())
+                delay = self.backoff.next()
+                self.health.set("backoff", f"{reason}; reconnecting in {delay:.1f}s")
+                try:
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+        for t in list(self._rest_tasks):
+            t.cancel()
+        self.health.set("stopped")
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        if self._ws is not None:
+            await self._ws.close()
+
+    async def _session_once(self, session: aiohttp.ClientSession) -> None:
+        adapter = self.adapter
+        url = adapter.ws_url()
+        self.health.set("connecting", url)
+        async with session.ws_connect(url, heartbeat=self.heartbeat_s, max_msg_size=0,
+                                      autoping=True) as ws:
+            self._ws = ws
+            self.health.connects += 1
+            adapter.start()
+            await self._drain(ws)
+            first = True
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self.stall_s)
+                except asyncio.TimeoutError:
+                    raise asyncio.TimeoutError(f"no frame for {self.stall_s:.0f}s (feed stalled)") from None
+                if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    now = time.time()
+                    self.health.last_msg_ts = now
+                    adapter.on_frame(msg.data, now)
+                    if adapter.outbox:
+                        await self._drain(ws)
+                    self.on_frame_done(adapter, now)
+                    if first:
+                        first = False
+                        self.backoff.reset()
+                        self.health.set("live", url)
+                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                  aiohttp.WSMsgType.CLOSED):
+                    return
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    raise aiohttp.ClientError(f"websocket error: {ws.exception()}")
+
+    async def _drain(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        outbox, self.adapter.outbox = self.adapter.outbox, []
+        for effect in outbox:
+            if effect[0] == "ws":
+                await ws.send_str(effect[1])
+            elif effect[0] == "http":
+                task = asyncio.create_task(self._fetch(effect[1], effect[2] if len(effect) > 2 else None))
+                self._rest_tasks.add(task)
+                task.add_done_callback(self._rest_tasks.discard)
+
+    async def _fetch(self, url: str, key: str | None) -> None:
+        """GET a REST snapshot within the venue's budget; retry politely on errors."""
+        adapter, backoff = self.adapter, Backoff(base=1.0, cap=60.0)
+        while not self._stopped.is_set():
+            delay = self.budget.delay_for(adapter.snapshot_weight)
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            self.health.rest_requests += 1
+            try:
+                async with self.session.get(url) as resp:
+                    body = await resp.text()
+                    if resp.status == 200:
+                        if self.health.state in ("rate_limited", "banned", "geo_blocked", "forbidden", "rest_error"):
+                            self.health.set("live", f"REST recovered: {url}")
+                        adapter.on_rest(url, body, time.time(), key)
+                        if adapter.outbox and self._ws is not None and not self._ws.closed:
+                            await self._drain(self._ws)
+                        self.on_frame_done(adapter, time.time())
+                        return
+                    state, meaning = HTTP_MEANING.get(resp.status, ("rest_error", f"HTTP {resp.status}"))
+                    retry_after = float(resp.headers.get("Retry-After", 0) or 0)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                state, meaning, retry_after = "rest_error", f"{type(e).__name__}: {e}", 0.0
+            self.health.errors[state] = self.health.errors.get(state, 0) + 1
+            wait = max(retry_after, backoff.next())
+            self.budget.block(wait)
+            self.health.set(state, f"{url}: {meaning}; retrying in {wait:.1f}s")
