@@ -21,11 +21,12 @@ A fault in one instrument resyncs that instrument only. Nothing escapes `on_fram
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import math
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..core.book import BadLevel, L2Book
+from ..core.book import BadLevel, BookSide, L2Book, parse_level
 from ..core.symbols import Instrument, instrument
 
 log = logging.getLogger("cobstack.venues")
@@ -56,6 +57,7 @@ class VenueStats:
     resyncs: int = 0
     crossed: int = 0
     stale_dropped: int = 0  # diffs older than the snapshot, dropped as the venue docs say
+    ignored: int = 0  # frames deliberately unused (tickers, klines, heartbeats, acks)
     rejected: Counter = field(default_factory=Counter)
     samples: dict = field(default_factory=dict)  # kind -> first truncated sample
 
@@ -73,8 +75,28 @@ class VenueStats:
             "messages": self.messages, "updates": self.updates, "snapshots": self.snapshots,
             "checksums_ok": self.checksums_ok, "checksum_failures": self.checksum_failures,
             "gaps": self.gaps, "resyncs": self.resyncs, "crossed": self.crossed,
-            "stale_dropped": self.stale_dropped, "rejected": dict(self.rejected),
+            "stale_dropped": self.stale_dropped, "ignored": self.ignored,
+            "rejected": dict(self.rejected),
         }
+
+
+def set_level(side: BookSide, price_str: str, size_str: str) -> None:
+    """Apply one wire level to one side; raise BadLevel unless both fields are valid strings
+    (a JSON number would parse, but venues send strings and checksums hash the strings)."""
+    if price_str.__class__ is not str or size_str.__class__ is not str:
+        raise BadLevel("malformed_number", f"price={price_str!r} size={size_str!r}")
+    price, size = parse_level(price_str, size_str)
+    side.set(price, size, price_str, size_str)
+
+
+def apply_levels(side: BookSide, levels: list) -> None:
+    """Apply wire levels `[[price, size, ...], ...]`; raise BadLevel on anything else."""
+    if levels.__class__ is not list:
+        raise BadLevel("malformed_level", f"levels are {type(levels).__name__}, not a list")
+    for lv in levels:
+        if lv.__class__ is not list or len(lv) < 2:
+            raise BadLevel("malformed_level", repr(lv)[:SAMPLE_CHARS])
+        set_level(side, lv[0], lv[1])
 
 
 class Adapter:
@@ -192,8 +214,117 @@ class Adapter:
         self._reset(native, RESYNC)
         self._request_resync(native)
 
+    def _apply(self, native: str, book: L2Book, bids: list, asks: list, sample: object) -> bool:
+        """Apply an update's levels; on bad input count its kind and resync this instrument
+        (a book that missed part of an update cannot be trusted). False if it faulted."""
+        try:
+            apply_levels(book.bids, bids)
+            apply_levels(book.asks, asks)
+        except BadLevel as e:
+            self.fault(native, e.kind, sample)
+            return False
+        return self._uncrossed(native, book, sample)
+
+    def _load(self, native: str, book: L2Book, bids: list, asks: list, sample: object) -> bool:
+        """Replace `book` with a snapshot (all-or-nothing) and mark it live. False if it faulted."""
+        new = L2Book(book.venue, book.instrument, book.max_depth)
+        try:
+            apply_levels(new.bids, bids)
+            apply_levels(new.asks, asks)
+        except BadLevel as e:
+            self.fault(native, e.kind, sample)
+            return False
+        book.bids, book.asks = new.bids, new.asks
+        book.truncate()
+        self.stats.snapshots += 1
+        self.state[native] = LIVE
+        self.dirty.add(native)
+        return self._uncrossed(native, book, sample)
+
+    def _uncrossed(self, native: str, book: L2Book, sample: object) -> bool:
+        if book.is_crossed():
+            self.fault(native, "crossed", sample)
+            return False
+        return True
+
+    def _trade(self, native: str, price_str: str, size_str: str, side: str, ts: float) -> None:
+        """Record one validated trade (taker side); raises BadLevel on bad numbers."""
+        if not (self.auto or native in self.books):
+            self.stats.reject("unknown_instrument", native)
+            return
+        if price_str.__class__ is not str or size_str.__class__ is not str or not math.isfinite(ts):
+            raise BadLevel("malformed_trade", f"price={price_str!r} size={size_str!r} ts={ts!r}")
+        price, size = parse_level(price_str, size_str)
+        self.trades.append(Trade(self.venue, native, float(price), float(size), side, ts))
+
     def consistent(self, native: str) -> bool:
         return self.state.get(native) == LIVE
 
     def flagged(self) -> list[str]:
         return sorted(n for n, s in self.state.items() if s != LIVE)
+
+
+class RestSyncAdapter(Adapter):
+    """Venues whose book is a REST snapshot plus websocket diffs (Binance, Bitstamp), synced
+    as their docs prescribe: buffer diffs while no snapshot is loaded, fetch one, drop the
+    diffs it already contains, then apply the rest in order.
+
+    Subclasses give `snapshot_url(native)`, `instrument_from_url(url)` and `_apply_diff`, which
+    only ever sees diffs for a LIVE book: `book.seq` is the last applied id and `native in
+    self._bridged` once the first diff after the snapshot was accepted. A diff that breaks
+    the sequence goes back through `_diff` after `fault()` so the next snapshot can use it.
+    """
+
+    max_buffer: ClassVar[int] = 2000  # diffs kept per instrument while waiting for a snapshot
+
+    def __init__(self, *args, **kwargs):
+        self._buffers: dict[str, deque] = {}
+        self._pending: set[str] = set()  # snapshot requested, not yet received
+        self._bridged: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def snapshot_url(self, native: str) -> str:
+        raise NotImplementedError
+
+    def instrument_from_url(self, url: str) -> str:
+        """The native instrument a snapshot URL is for (replay passes no key)."""
+        raise NotImplementedError
+
+    def _apply_diff(self, native: str, book: L2Book, diff: dict, sample: object) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._buffers.clear()
+        self._pending.clear()
+        self._bridged.clear()
+        super().start()
+
+    def _diff(self, native: str, book: L2Book, diff: dict, sample: object) -> None:
+        if self.state[native] == LIVE:
+            self._apply_diff(native, book, diff, sample)
+            return
+        buf = self._buffers.get(native)
+        if buf is None:
+            buf = self._buffers[native] = deque(maxlen=self.max_buffer)
+        buf.append((diff, sample))
+        self._request_resync(native)
+
+    def _request_resync(self, native: str) -> None:
+        self._bridged.discard(native)
+        if native not in self._pending:
+            self._pending.add(native)
+            self.outbox.append(("http", self.snapshot_url(native), native))
+
+    def _snapshot(self, native: str, book: L2Book, seq: int, bids: list, asks: list,
+                  sample: object) -> None:
+        """Load a snapshot valid at `seq`, then replay the buffered diffs through `_diff`."""
+        self._pending.discard(native)
+        if self.state[native] == LIVE and book.seq is not None and seq <= book.seq:
+            self.stats.stale_dropped += 1  # older than the live book: nothing to learn from it
+            return
+        if not self._load(native, book, bids, asks, sample):
+            return
+        book.seq = seq
+        self._bridged.discard(native)
+        for diff, diff_sample in self._buffers.pop(native, ()):
+            self._diff(native, book, diff, diff_sample)

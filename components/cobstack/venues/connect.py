@@ -97,8 +97,12 @@ class VenueConnection:
     every frame with the receive timestamp so ingest can coalesce and publish."""
 
     def __init__(self, adapter: Adapter, on_frame_done: Callable[[Adapter, float], None],
-                 heartbeat_s: float = 15.0, stall_s: float = 30.0):
+                 heartbeat_s: float = 15.0, stall_s: float = 30.0,
+                 tap: Callable[[str, str, str], None] | None = None):
+        """tap(kind, url, data): sees all traffic in capture terms (ws_open, ws_send,
+        ws_recv, http) - `cobstack record` writes it to a capture file."""
         self.adapter = adapter
+        self.tap = tap
         self.on_frame_done = on_frame_done
         self.heartbeat_s = heartbeat_s
         self.stall_s = stall_s  # no frame for this long -> reconnect (a silently stalled feed)
@@ -106,6 +110,7 @@ class VenueConnection:
         self.budget = RestBudget(adapter.rest_weight_per_minute)
         self.backoff = Backoff()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws_url = ""
         self._rest_tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
 
@@ -144,12 +149,14 @@ class VenueConnection:
 
     async def _session_once(self, session: aiohttp.ClientSession) -> None:
         adapter = self.adapter
-        url = adapter.ws_url()
+        url = self._ws_url = adapter.ws_url()
         self.health.set("connecting", url)
         async with session.ws_connect(url, heartbeat=self.heartbeat_s, max_msg_size=0,
                                       autoping=True) as ws:
             self._ws = ws
             self.health.connects += 1
+            if self.tap:
+                self.tap("ws_open", url, "")
             adapter.start()
             await self._drain(ws)
             first = True
@@ -161,6 +168,8 @@ class VenueConnection:
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                     now = time.time()
                     self.health.last_msg_ts = now
+                    if self.tap:
+                        self.tap("ws_recv", url, msg.data if isinstance(msg.data, str) else msg.data.decode())
                     adapter.on_frame(msg.data, now)
                     if adapter.outbox:
                         await self._drain(ws)
@@ -179,6 +188,8 @@ class VenueConnection:
         outbox, self.adapter.outbox = self.adapter.outbox, []
         for effect in outbox:
             if effect[0] == "ws":
+                if self.tap:
+                    self.tap("ws_send", self._ws_url, effect[1])
                 await ws.send_str(effect[1])
             elif effect[0] == "http":
                 task = asyncio.create_task(self._fetch(effect[1], effect[2] if len(effect) > 2 else None))
@@ -198,6 +209,8 @@ class VenueConnection:
                 async with self.session.get(url) as resp:
                     body = await resp.text()
                     if resp.status == 200:
+                        if self.tap:
+                            self.tap("http", url, body)
                         if self.health.state in ("rate_limited", "banned", "geo_blocked", "forbidden", "rest_error"):
                             self.health.set("live", f"REST recovered: {url}")
                         adapter.on_rest(url, body, time.time(), key)

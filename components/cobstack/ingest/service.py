@@ -1,0 +1,242 @@
+"""Ingest: the single writer of the consolidated-book streams.
+
+One connection per venue (multiplexing every symbol), one pure pipeline per symbol, one
+publisher that coalesces changes to at most one snapshot per symbol per interval and writes
+every due snapshot and trade in ONE pipelined bus call. Venue faults stay inside their
+connection; a bus outage keeps the books and retries, it never loses state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ..bus.base import Bus, BusUnavailable
+from ..config import Settings
+from ..core import schema
+from ..core.consolidate import VenueView
+from ..core.pipeline import PipelineConfig, SymbolPipeline
+from ..core.symbols import venue_instrument
+from ..venues.base import Adapter
+from ..venues.connect import Backoff, VenueConnection
+from ..venues.registry import make_adapter
+from ..streams import HEALTH_STREAM, book_stream, trades_stream
+
+log = logging.getLogger("cobstack.ingest")
+
+TRADE_BUFFER = 100_000  # trades kept while the bus is down (oldest dropped, and counted, beyond)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    venue: str
+    native: str
+    symbol: str
+    quote: str
+
+
+class Ingest:
+    def __init__(self, settings: Settings, bus: Bus,
+                 endpoints: dict[str, tuple[str, str]] | None = None):
+        """endpoints: venue -> (ws_url, rest_url) overrides (the simulated venues)."""
+        self.settings = settings
+        self.bus = bus
+        cfg = settings.ingest
+        self.interval = cfg.publish_interval_ms / 1000
+        self.routes: dict[tuple[str, str], Route] = {}
+        self.adapters: dict[str, Adapter] = {}
+        self.connections: dict[str, VenueConnection] = {}
+        for venue in settings.venues:
+            natives = []
+            for symbol in settings.symbols:
+                inst = venue_instrument(venue, symbol)
+                self.routes[(venue, inst.native)] = Route(venue, inst.native, symbol, inst.quote)
+                natives.append(inst.native)
+            ws_url, rest_url = (endpoints or {}).get(venue, (None, None))
+            adapter = make_adapter(venue, natives, ws_url=ws_url, rest_url=rest_url)
+            self.adapters[venue] = adapter
+            self.connections[venue] = VenueConnection(adapter, self._on_frame_done)
+        self.pipelines = {
+            s: SymbolPipeline(s, list(settings.venues), pipeline_config(settings, s))
+            for s in settings.symbols
+        }
+        self.last_change: dict[tuple[str, str], float] = {}
+        self.pending: dict[str, float] = {}  # symbol -> receive time of its newest unpublished change
+        self.trades: dict[str, list] = {s: [] for s in settings.symbols}
+        self.trade_backlog: deque = deque(maxlen=TRADE_BUFFER)
+        self.trades_dropped = 0
+        self.published: dict[str, int] = {s: 0 for s in settings.symbols}
+        self.bus_up = True
+        self.bus_message = ""
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    # -- hot path: called after every frame, synchronous, O(changes) ---------------------------
+
+    def _on_frame_done(self, adapter: Adapter, recv_ts: float) -> None:
+        venue = adapter.venue
+        if adapter.dirty:
+            routes = self.routes
+            for native in adapter.dirty:
+                route = routes.get((venue, native))
+                if route is None:
+                    continue
+                self.last_change[(venue, native)] = recv_ts
+                self.pending[route.symbol] = recv_ts
+            adapter.dirty.clear()
+            self._wake.set()
+        if adapter.trades:
+            for trade in adapter.trades:
+                route = self.routes.get((venue, trade.instrument))
+                if route is not None:
+                    self.trades[route.symbol].append(trade)
+            adapter.trades.clear()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def views(self, symbol: str, now: float) -> list[VenueView]:
+        out = []
+        for venue, adapter in self.adapters.items():
+            inst = venue_instrument(venue, symbol)
+            book = adapter.books.get(inst.native)
+            if book is None:
+                continue
+            live = adapter.consistent(inst.native) and self.connections[venue].health.state == "live"
+            age = now - self.last_change.get((venue, inst.native), 0.0)
+            out.append(VenueView(venue, book, inst.quote, live, age))
+        return out
+
+    def build_batch(self, symbols: list[str], now: float) -> list[tuple[str, bytes]]:
+        """Snapshots for `symbols` plus their trades, encoded, in stream order."""
+        items: list[tuple[str, bytes]] = []
+        now_ns = int(now * 1e9)
+        for symbol in symbols:
+            trades, self.trades[symbol] = self.trades[symbol], []
+            snap = self.pipelines[symbol].snapshot(self.views(symbol, now), trades, now_ns)
+            snap["recv_ts"] = self.pending.pop(symbol, now)
+            items.append((book_stream(symbol), schema.encode_snapshot(snap)))
+            for t in trades:
+                if len(self.trade_backlog) == TRADE_BUFFER:
+                    self.trades_dropped += 1
+                self.trade_backlog.append((trades_stream(symbol), schema.encode_trade(symbol, t)))
+        return items
+
+    async def _publisher(self) -> None:
+        maxlen = self.settings.ingest.stream_maxlen
+        backoff = Backoff(base=0.2, cap=10.0)
+        last = 0.0
+        while not self._stopping.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            wait = last + self.interval - time.monotonic()
+            if wait > 0:  # coalesce everything that changes meanwhile into one snapshot
+                await asyncio.sleep(wait)
+            last = time.monotonic()
+            due = list(self.pending)
+            if not due:
+                continue
+            items = self.build_batch(due, time.time())
+            trades = list(self.trade_backlog)
+            try:
+                await self.bus.publish_many(items + trades, maxlen=maxlen)
+            except BusUnavailable as e:
+                for symbol in due:  # state, not events: the next snapshot supersedes this one
+                    self.pending.setdefault(symbol, time.time())
+                self._bus_down(str(e))
+                await asyncio.sleep(backoff.next())
+                self._wake.set()
+                continue
+            for _ in trades:
+                self.trade_backlog.popleft()
+            for symbol in due:
+                self.published[symbol] += 1
+            if not self.bus_up:
+                log.info("bus is back: publishing resumed")
+            self.bus_up, self.bus_message = True, ""
+            backoff.reset()
+
+    def _bus_down(self, message: str) -> None:
+        if self.bus_up:
+            log.error("bus unavailable, books kept and publishing retried: %s", message)
+        self.bus_up, self.bus_message = False, message
+
+    async def _ticker(self) -> None:
+        """Republish every symbol at least once a second so staleness and venue drop-outs
+        show up even when nothing changes, and publish the health record."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for symbol in self.settings.symbols:
+                self.pending.setdefault(symbol, now)
+            self._wake.set()
+            try:
+                await self.bus.publish(HEALTH_STREAM, schema.encode_health(self.health(now)),
+                                       maxlen=10_000)
+            except BusUnavailable as e:
+                self._bus_down(str(e))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(c.run(), name=f"venue:{v}") for v, c in self.connections.items()]
+        self._tasks.append(asyncio.create_task(self._publisher(), name="publisher"))
+        self._tasks.append(asyncio.create_task(self._ticker(), name="health"))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        await asyncio.gather(*(c.stop() for c in self.connections.values()), return_exceptions=True)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- observability -----------------------------------------------------------------------
+
+    def health(self, now: float) -> dict:
+        venues = {}
+        for venue, adapter in self.adapters.items():
+            h = self.connections[venue].health
+            venues[venue] = {
+                "state": h.state, "message": h.message, "connects": h.connects,
+                "last_msg_age_ms": round((now - h.last_msg_ts) * 1000) if h.last_msg_ts else None,
+                "lag_ms": h.lag_ms, "rest_requests": h.rest_requests, "rest_errors": dict(h.errors),
+                "instruments": {n: adapter.state[n] for n in adapter.books},
+                **adapter.stats.as_dict(),
+            }
+        return {
+            "ts": int(now * 1e9), "venues": venues,
+            "bus": {"up": self.bus_up, "message": self.bus_message,
+                    "trade_backlog": len(self.trade_backlog), "trades_dropped": self.trades_dropped},
+            "published": dict(self.published),
+        }
+
+    def summary(self) -> dict:
+        h = self.health(time.time())
+        return {
+            "snapshots": dict(self.published),
+            "venues_healthy": sorted(v for v, x in h["venues"].items()
+                                     if x["state"] == "live" and all(s == "live" for s in x["instruments"].values())),
+            "messages": {v: x["messages"] for v, x in h["venues"].items()},
+            "resyncs": {v: x["resyncs"] for v, x in h["venues"].items()},
+            "checksum_failures": {v: x["checksum_failures"] for v, x in h["venues"].items()},
+            "rejected": {v: x["rejected"] for v, x in h["venues"].items() if x["rejected"]},
+            "bus": h["bus"],
+        }
+
+
+def pipeline_config(settings: Settings, symbol: str) -> PipelineConfig:
+    cfg = settings.ingest
+    return PipelineConfig(
+        bucket_size=settings.bucket_size(symbol),
+        depth=cfg.venue_depth,
+        ladder_levels=cfg.ladder_levels,
+        buckets_per_side=cfg.buckets_per_side,
+        imbalance_levels=tuple(cfg.imbalance_levels),
+        stale_after_s=cfg.stale_after_ms / 1000,
+        quote_policy=cfg.quote_policy,
+        session_seconds=cfg.session_seconds,
+    )
