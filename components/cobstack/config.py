@@ -49,6 +49,11 @@ class IngestSettings(Section):
     metrics_host: str = Field("127.0.0.1", description="Bind address of the metrics endpoint (0.0.0.0 in a pod).")
 
 
+class Endpoint(Section):
+    ws_url: str = Field(description="Websocket base URL, e.g. ws://127.0.0.1:9001")
+    rest_url: str | None = Field(None, description="REST base URL, e.g. http://127.0.0.1:9001")
+
+
 class SimSettings(Section):
     seed: int = Field(7, description="Seed of the simulated market; same seed, same market.")
     speed: float = Field(1.0, gt=0, le=100, description="Simulated time per wall-clock second.")
@@ -77,6 +82,9 @@ class Settings(BaseSettings):
                               description="Venues ingest connects to, one connection each.")
     source: Literal["sim", "live"] = Field("sim", description="`sim`: simulated venues on loopback; `live`: public venue feeds.")
     redis_url: str | None = Field(None, description="Redis URL for the bus; unset runs on the embedded in-process bus.")
+    endpoints: dict[str, Endpoint] = Field(default_factory=dict, description=(
+        "Per-venue endpoint overrides (a proxy, or simulated venues served by another process). "
+        "With source `sim`, venues listed here are not simulated in-process."))
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     sim: SimSettings = Field(default_factory=SimSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)

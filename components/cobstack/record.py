@@ -13,6 +13,7 @@ import time
 from .capture import CaptureWriter
 from .config import Settings
 from .core.symbols import venue_instrument
+from .stack import venue_endpoints
 from .venues.connect import VenueConnection
 from .venues.registry import make_adapter
 
@@ -20,15 +21,7 @@ from .venues.registry import make_adapter
 async def record(settings: Settings, out: str, duration: float) -> dict:
     """Record every configured venue for `duration` seconds into `out`; returns line counts."""
     counts: dict[str, int] = {}
-    closers = []
-    endpoints: dict[str, tuple[str, str]] = {}
-    if settings.source == "sim":
-        from .sim.server import start_sim
-
-        sim = await start_sim(settings.venues, settings.symbols, seed=settings.sim.seed,
-                              speed=settings.sim.speed, rate=settings.sim.rate)
-        closers.append(sim.stop)
-        endpoints = sim.endpoints
+    endpoints, closers = await venue_endpoints(settings)
     with CaptureWriter(out) as writer:
         def tap(kind: str, url: str, data: str) -> None:
             writer.write(time.time(), kind, url, data)

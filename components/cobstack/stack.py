@@ -40,15 +40,7 @@ def available_consumers() -> list[str]:
 async def start_ingest(settings: Settings, bus: Bus) -> tuple[Ingest, list]:
     """Ingest plus, for `source: sim`, the simulated venues it connects to. Returns the
     ingest and the things to close on shutdown."""
-    closers = []
-    endpoints = None
-    if settings.source == "sim":
-        from .sim.server import start_sim
-
-        sim = await start_sim(settings.venues, settings.symbols, seed=settings.sim.seed,
-                              speed=settings.sim.speed, rate=settings.sim.rate)
-        closers.append(sim.stop)
-        endpoints = sim.endpoints
+    endpoints, closers = await venue_endpoints(settings)
     ingest = Ingest(settings, bus, endpoints)
     await ingest.start()
     closers.insert(0, ingest.stop)
@@ -61,6 +53,22 @@ async def start_ingest(settings: Settings, bus: Bus) -> tuple[Ingest, list]:
                              "set ingest.metrics_port (COBSTACK_INGEST__METRICS_PORT) to a free port or 0") from e
         closers.append(runner.cleanup)
     return ingest, closers
+
+
+async def venue_endpoints(settings: Settings) -> tuple[dict[str, tuple[str, str | None]], list]:
+    """Where each venue is reached: configured overrides, else (source sim) simulated venues
+    started here on loopback, else the live endpoints (absent from the map)."""
+    endpoints = {v: (e.ws_url, e.rest_url) for v, e in settings.endpoints.items()}
+    closers = []
+    to_simulate = [v for v in settings.venues if v not in endpoints]
+    if settings.source == "sim" and to_simulate:
+        from .sim.server import start_sim
+
+        sim = await start_sim(to_simulate, settings.symbols, seed=settings.sim.seed,
+                              speed=settings.sim.speed, rate=settings.sim.rate)
+        closers.append(sim.stop)
+        endpoints.update(sim.endpoints)
+    return endpoints, closers
 
 
 class SnapshotTally:
