@@ -53,3 +53,13 @@ bench: install ## Run the benchmarks (writes figures to stdout; see docs/benchma
 .PHONY: clean
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+
+# --- tools: pinned control-plane binaries for the k8s tests (docs/testing-k8s.md) ------------
+
+.PHONY: tools
+tools: ## Build pinned etcd, kube-apiserver, kube-controller-manager, kubectl, helm into .tools/bin (cached)
+	@hack/tools/build.sh
+
+.PHONY: tools-gomod
+tools-gomod: ## Regenerate hack/tools/*/go.mod from hack/tools/versions.env (after a version bump)
+	@hack/tools/gen-gomods.sh
