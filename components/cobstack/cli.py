@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 
+import yaml
 from pydantic import ValidationError
 
 from .config import load_settings
@@ -26,13 +27,32 @@ def _common(p: argparse.ArgumentParser) -> None:
                      help="public venue feeds")
     p.add_argument("--duration", type=float, metavar="S",
                    help="run S seconds, print a JSON summary and exit 0")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config field, e.g. --set ingest.publish_interval_ms=50 "
+                        "--set trainer.preset=base (VALUE is parsed as YAML)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """["a.b=1", "c=x"] -> {"a": {"b": 1}, "c": "x"}; values parsed as YAML scalars/lists."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE, e.g. ingest.publish_interval_ms=50")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
 
 
 def _settings(args: argparse.Namespace):
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
     return load_settings(args.config, redis_url=args.redis_url, source=args.source,
-                         symbols=split(args.symbols), venues=split(args.venues))
+                         symbols=split(args.symbols), venues=split(args.venues),
+                         **parse_overrides(args.overrides))
 
 
 def _run(args: argparse.Namespace, components: list[str]) -> int:
