@@ -119,11 +119,11 @@ class RedisStreamsBus:
                    count: int = 100) -> list[Entry | Gap]:
         parsed = {name: parse_cursor(c) for name, c in cursors.items()}
         with self._guard("XREAD"):
+            positions = {name: c for name, c in parsed.items() if c is not None}
             unresolved = [name for name, c in parsed.items() if c is None]
             if unresolved:  # '$' is pinned once so that waiting in slices loses nothing
                 for name, state in zip(unresolved, await self._states(unresolved)):
-                    parsed[name] = parse_id(state[1].decode()) if state else START
-            positions: dict[str, StreamId] = parsed  # type: ignore[assignment]  # all resolved now
+                    positions[name] = parse_id(state[1].decode()) if state else START
             ids = {name: format_id(c) for name, c in positions.items()}
             probed = [name for name, c in positions.items() if c != START]
 
@@ -139,8 +139,9 @@ class RedisStreamsBus:
 
     def _with_gaps(self, reply: list, positions: dict[str, StreamId], states: dict[str, list | None]
                    ) -> list[Entry | Gap]:
-        """Entries per stream, a Gap first where the probe (taken just after the read, so it
-        never misses a trim) shows the cursor before the oldest retained entry."""
+        """Entries per stream, a Gap first where the probe shows the cursor before the oldest
+        retained entry. The probe runs just after the read, so it never misses a trim; it can
+        over-report only if the reader's own position is trimmed in that instant."""
         out: list[Entry | Gap] = []
         for raw_name, rows in reply:
             name = raw_name.decode()
