@@ -14,3 +14,8 @@ def book_stream(symbol: str) -> str:
 def trades_stream(symbol: str) -> str:
     """Trades of one canonical symbol from every venue (writer: ingest)."""
     return f"cob:trades:{symbol}"
+
+
+SIGNALS_STREAM = "cob:signals"  # model signals, trainer/signals.py (writer: trainer; reader: executor)
+TRAIN_METRICS_STREAM = "cob:train:metrics"  # training progress and scores (writer: trainer)
+TRAIN_REPORT_STREAM = "cob:train:report"  # out-of-sample evaluation report (writer: trainer)
