@@ -68,18 +68,17 @@ class CaptureWriter:
         self._last_flush = clock()
         self.records = 0
 
-    def write(self, kind: str, url: str, data: str | bytes = "", t: float | None = None) -> None:
+    def write(self, t: float, kind: str, url: str, data: str | bytes = "") -> None:
+        """Append one record (fields in the format's order); t is the send/receive time."""
         if kind not in KINDS:
             raise ValueError(f"capture kind {kind!r} is not one of {', '.join(sorted(KINDS))}")
         if isinstance(data, bytes):
             # Capture data is text; venues send UTF-8 JSON. Undecodable bytes are replaced
             # (visible as U+FFFD) rather than dropping the frame.
             data = data.decode("utf-8", "replace")
-        now = self.clock()
-        self._f.write(orjson.dumps({"t": now if t is None else t, "kind": kind, "url": url,
-                                    "data": data}) + b"\n")
+        self._f.write(orjson.dumps({"t": t, "kind": kind, "url": url, "data": data}) + b"\n")
         self.records += 1
-        if now - self._last_flush >= self.flush_s:
+        if self.clock() - self._last_flush >= self.flush_s:
             self.flush()
 
     def flush(self) -> None:

@@ -38,15 +38,13 @@ class ReplaySummary:
                 and all(i["consistent"] for i in self.instruments.values()))
 
     def as_dict(self) -> dict:
-        s = self.stats
-        return {
-            "venue": self.venue, "file": self.path, "consistent": self.consistent,
-            "messages": s.messages, "updates_applied": s.updates, "snapshots": s.snapshots,
-            "checksums_verified": s.checksums_ok, "checksum_failures": s.checksum_failures,
-            "gaps": s.gaps, "resyncs": s.resyncs, "crossed": s.crossed,
-            "stale_dropped": s.stale_dropped, "ignored": s.ignored, "trades": self.trades,
-            "rejected": dict(s.rejected), "instruments": self.instruments,
-        }
+        """JSON-serialisable; counter names are VenueStats' own (one vocabulary everywhere)."""
+        return {"venue": self.venue, "file": self.path, "consistent": self.consistent,
+                **self.stats.as_dict(), "trades": self.trades, "flagged": self.flagged(),
+                "instruments": self.instruments}
+
+    def flagged(self) -> list[str]:
+        return [n for n, i in self.instruments.items() if not i["consistent"]]
 
 
 def feed(adapter: Adapter, kind: str, url: str, data: str, t: float) -> None:

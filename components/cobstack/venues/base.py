@@ -26,7 +26,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..core.book import BadLevel, BookSide, L2Book, parse_level
+from ..core.book import BadLevel, BookSide, L2Book, Level, parse_level
 from ..core.symbols import Instrument, instrument
 
 log = logging.getLogger("cobstack.venues")
@@ -80,23 +80,50 @@ class VenueStats:
         }
 
 
-def set_level(side: BookSide, price_str: str, size_str: str) -> None:
-    """Apply one wire level to one side; raise BadLevel unless both fields are valid strings
+def _wire_level(lv: object) -> tuple[str, str]:
+    """(price, size) strings of one wire level `[price, size, ...]`; BadLevel otherwise
     (a JSON number would parse, but venues send strings and checksums hash the strings)."""
-    if price_str.__class__ is not str or size_str.__class__ is not str:
-        raise BadLevel("malformed_number", f"price={price_str!r} size={size_str!r}")
-    price, size = parse_level(price_str, size_str)
-    side.set(price, size, price_str, size_str)
+    if lv.__class__ is not list or len(lv) < 2:
+        raise BadLevel("malformed_level", repr(lv)[:SAMPLE_CHARS])
+    p, s = lv[0], lv[1]
+    if p.__class__ is not str or s.__class__ is not str:
+        raise BadLevel("malformed_number", f"price={p!r} size={s!r}")
+    return p, s
+
+
+def set_level(side: BookSide, price_str: str, size_str: str) -> None:
+    """Apply one level given as strings; BadLevel on anything else."""
+    p, s = _wire_level([price_str, size_str])
+    side.set(*parse_level(p, s), p, s)
+
+
+def _level_list(levels: object) -> list:
+    if levels.__class__ is not list:
+        raise BadLevel("malformed_level", f"levels are {type(levels).__name__}, not a list")
+    return levels
 
 
 def apply_levels(side: BookSide, levels: list) -> None:
     """Apply wire levels `[[price, size, ...], ...]`; raise BadLevel on anything else."""
-    if levels.__class__ is not list:
-        raise BadLevel("malformed_level", f"levels are {type(levels).__name__}, not a list")
-    for lv in levels:
-        if lv.__class__ is not list or len(lv) < 2:
-            raise BadLevel("malformed_level", repr(lv)[:SAMPLE_CHARS])
-        set_level(side, lv[0], lv[1])
+    setlevel = side.set
+    for lv in _level_list(levels):
+        p, s = _wire_level(lv)
+        price, size = parse_level(p, s)
+        setlevel(price, size, p, s)
+
+
+def snapshot_side(is_bid: bool, levels: list) -> BookSide:
+    """A whole side built from snapshot wire levels in one sort (snapshots dominate replay
+    cost: thousands of levels each, so per-level insertion is avoided)."""
+    side = BookSide(is_bid)
+    book = side.levels
+    for lv in _level_list(levels):
+        p, s = _wire_level(lv)
+        price, size = parse_level(p, s)
+        if size:
+            book[price] = Level(price, size, p, s)
+    side.prices = sorted(book)
+    return side
 
 
 class Adapter:
@@ -130,7 +157,7 @@ class Adapter:
         self.trades: list[Trade] = []  # drained by the shell
         self.outbox: list[tuple] = []  # effects, drained by the shell
         for native in instruments or ():
-            self._track(native)
+            self._new_book(native)
 
     # -- the shell's entry points (never raise) -------------------------------------------
 
@@ -182,15 +209,17 @@ class Adapter:
     def _track(self, native: str) -> L2Book | None:
         """The book for `native`, creating it when tracked or in auto mode; else None."""
         book = self.books.get(native)
-        if book is None:
-            if not self.auto:
-                return None
-            try:
-                self.instruments[native] = instrument(self.venue, native)
-            except ValueError:
-                self.instruments[native] = Instrument(self.venue, native, native, "")
-            book = self.books[native] = L2Book(self.venue, native, self.depth)
-            self.state[native] = SYNCING
+        if book is None and self.auto:
+            book = self._new_book(native)
+        return book
+
+    def _new_book(self, native: str) -> L2Book:
+        try:
+            self.instruments[native] = instrument(self.venue, native)
+        except ValueError:
+            self.instruments[native] = Instrument(self.venue, native, native, "")
+        book = self.books[native] = L2Book(self.venue, native, self.depth)
+        self.state[native] = SYNCING
         return book
 
     def _reset(self, native: str, state: str) -> None:
@@ -227,14 +256,12 @@ class Adapter:
 
     def _load(self, native: str, book: L2Book, bids: list, asks: list, sample: object) -> bool:
         """Replace `book` with a snapshot (all-or-nothing) and mark it live. False if it faulted."""
-        new = L2Book(book.venue, book.instrument, book.max_depth)
         try:
-            apply_levels(new.bids, bids)
-            apply_levels(new.asks, asks)
+            bids, asks = snapshot_side(True, bids), snapshot_side(False, asks)
         except BadLevel as e:
             self.fault(native, e.kind, sample)
             return False
-        book.bids, book.asks = new.bids, new.asks
+        book.bids, book.asks = bids, asks
         book.truncate()
         self.stats.snapshots += 1
         self.state[native] = LIVE

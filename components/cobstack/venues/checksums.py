@@ -16,11 +16,24 @@ def _kraken_digits(s: str) -> str:
     return s.replace(".", "").lstrip("0")
 
 
+# price string -> (size string, digits of both): a level's text is fixed while it sits in the
+# book, so each checksum only formats levels that changed. Bounded; cleared when full.
+_KRAKEN_TEXT: dict[str, tuple[str, str]] = {}
+_KRAKEN_TEXT_MAX = 1 << 16
+
+
 def kraken(book: L2Book) -> int:
     """Kraken websocket book checksum: CRC32 of the top 10 asks (best first) then top 10
     bids (best first), each level as digits(price) + digits(volume). Unsigned 32-bit."""
-    parts = [_kraken_digits(lv.price_str) + _kraken_digits(lv.size_str) for lv in book.asks.top(10)]
-    parts += [_kraken_digits(lv.price_str) + _kraken_digits(lv.size_str) for lv in book.bids.top(10)]
+    cache = _KRAKEN_TEXT
+    parts = []
+    for lv in book.asks.top(10) + book.bids.top(10):
+        hit = cache.get(lv.price_str)
+        if hit is None or hit[0] is not lv.size_str:
+            if len(cache) >= _KRAKEN_TEXT_MAX:
+                cache.clear()
+            hit = cache[lv.price_str] = (lv.size_str, _kraken_digits(lv.price_str) + _kraken_digits(lv.size_str))
+        parts.append(hit[1])
     return crc32("".join(parts).encode())
 
 

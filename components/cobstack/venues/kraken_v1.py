@@ -97,12 +97,8 @@ class KrakenV1Adapter(Adapter):
             if book is None:
                 self.stats.reject("unknown_instrument", text)
                 return
-        parts = msg[1:-2]
-        if any(p.__class__ is not dict for p in parts):
-            self.fault(pair, "malformed_level", text)
-            return
-        first = parts[0]
-        if "as" in first or "bs" in first:
+        first = msg[1]
+        if first.__class__ is dict and ("as" in first or "bs" in first):
             self._snapshot(pair, book, channel, first, text, ts)
             return
         if self.state[pair] != LIVE:
@@ -110,7 +106,9 @@ class KrakenV1Adapter(Adapter):
             return
         checksum = None
         try:
-            for part in parts:
+            for part in msg[1:-2]:
+                if part.__class__ is not dict:
+                    raise BadLevel("malformed_level", f"book part is {type(part).__name__}, not an object")
                 if "a" in part:
                     apply_levels(book.asks, part["a"])
                 if "b" in part:
