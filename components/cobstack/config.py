@@ -62,7 +62,16 @@ class SimSettings(Section):
 
 class DashboardSettings(Section):
     host: str = Field("127.0.0.1", description="Bind address (read-only UI; keep loopback unless behind a Service).")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port, logged at start).")
+    ladder_levels: int = Field(20, ge=1, le=500, description=(
+        "Consolidated ladder rows shown per side (at most ingest.ladder_levels are published)."))
+    profile_rows: int = Field(48, ge=5, le=500, description="Volume-profile rows shown, centred on the mid.")
+    heatmap_seconds: int = Field(300, ge=10, le=3600, description="Time window of the liquidity heatmap.")
+    heatmap_resolution_ms: int = Field(500, ge=50, le=60_000, description=(
+        "Heatmap time column width: the newest snapshot in each slot is one column."))
+    trades_shown: int = Field(40, ge=1, le=1000, description="Rows of the trades tape.")
+    sse_retry_ms: int = Field(1000, ge=100, le=60_000, description=(
+        "Browser reconnect delay after the SSE stream drops (dashboard restart)."))
 
 
 class TrainerSettings(Section):
