@@ -134,7 +134,16 @@ def spec_schema() -> dict[str, Any]:
 
 def status_schema() -> dict[str, Any]:
     raw = json_schema(s.CobStackStatus)
-    return structural(raw, raw.pop("$defs"))
+    return _without_defaults(structural(raw, raw.pop("$defs")))
+
+
+def _without_defaults(node: Any) -> Any:
+    """Status is written whole by the operator; server-side defaults there would only disagree."""
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    if isinstance(node, list):
+        return [_without_defaults(v) for v in node]
+    return node
 
 
 def _column(name: str, path: str, type_: str = "string", **extra: Any) -> dict[str, Any]:
