@@ -78,7 +78,10 @@ class CoinbaseAdapter(Adapter):
             self._trade(msg["product_id"], msg["price"], msg["size"],
                         "buy" if msg["side"] == "sell" else "sell", _seconds(msg["time"]))
         elif msg.get("channel") == "l2_data":
-            for event in msg["events"]:
+            events = msg["events"]
+            if not events:
+                self.stats.ignored += 1
+            for event in events:
                 self._advanced(event, text, ts)
         elif kind == "error":
             self.stats.reject("venue_error", text)

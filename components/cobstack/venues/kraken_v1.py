@@ -141,5 +141,8 @@ class KrakenV1Adapter(Adapter):
         if pair.__class__ is not str or trades.__class__ is not list:
             self.stats.reject("unparseable:trade", text)
             return
+        if not trades:
+            self.stats.ignored += 1
+            return
         for t in trades:
             self._trade(pair, t[0], t[1], _TAKER[t[3]], float(t[2]))
