@@ -278,3 +278,15 @@ def test_stack_ignores_the_operators_own_environment(monkeypatch):
     monkeypatch.setenv("COBSTACK_SYMBOLS", '["DOGE-USD"]')
     stack = parse_spec({}).stack
     assert stack.source == "sim" and stack.symbols == ["BTC-USD", "ETH-USD"]
+
+
+@pytest.mark.parametrize("spec", [
+    {},
+    {"redis": {"externalSecret": {"name": "bus"}}, "trainer": {"gpus": 2, "runtimeClassName": "nvidia",
+                                                              "tolerations": [{"operator": "Exists"}]}},
+])
+def test_rendered_children_pass_the_kubernetes_schemas(spec):
+    import kubernetes_validate
+
+    for obj in render("demo", "markets", spec, UID):
+        kubernetes_validate.validate(obj, "1.35.0", strict=True)  # raises on any schema violation
