@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import (
-    DEFAULT_MAXLEN, Bus, BusUnavailable, Entry, Gap, NoSuchGroup, StreamReader,
+    DEFAULT_MAXLEN, Bus, BusUnavailable, Entry, Gap, NoSuchGroup, StateConflict, StreamReader,
 )
 from .memory import MemoryBus
 from .redis_streams import RedisStreamsBus
@@ -18,5 +18,5 @@ def make_bus(redis_url: str | None, *, default_maxlen: int = DEFAULT_MAXLEN) -> 
 
 __all__ = [
     "DEFAULT_MAXLEN", "Bus", "BusUnavailable", "Entry", "Gap", "MemoryBus", "NoSuchGroup",
-    "RedisStreamsBus", "StreamReader", "make_bus",
+    "RedisStreamsBus", "StateConflict", "StreamReader", "make_bus",
 ]

@@ -55,6 +55,17 @@ class NoSuchGroup(LookupError):
     """A consumer-group operation named a group that `ensure_group` never created."""
 
 
+class StateConflict(RuntimeError):
+    """`commit` found the state at another version than expected: someone else committed
+    (a second consumer on the same state) or the backend lost it (restart without persistence).
+    Nothing was written; reload with `load_state` and redo the work."""
+
+
+def done_key(state_key: str, stream: str) -> str:
+    """Where `commit` records which entries of an input stream it consumed for a state."""
+    return f"{state_key}:done:{stream}"
+
+
 def parse_id(text: str) -> StreamId:
     """'ms-seq' or 'ms' (sequence 0) -> (ms, seq); anything else is a ValueError naming it."""
     m = _ID.fullmatch(text)
@@ -160,6 +171,21 @@ class Bus(Protocol):
     async def autoclaim(self, stream: str, group: str, consumer: str, min_idle_ms: int,
                         count: int = 100) -> list[Entry]:
         """Take over entries pending (for anyone) for at least min_idle_ms (XAUTOCLAIM)."""
+
+    async def load_state(self, key: str) -> tuple[int, bytes | None]:
+        """A consumer's durable state: (version, bytes), (0, None) before the first commit."""
+
+    async def commit(self, key: str, version: int, state: bytes, *, group: str,
+                     acks: dict[str, Sequence[str]], items: Sequence[tuple[str, bytes]] = (),
+                     maxlen: int | None = None) -> list[str]:
+        """Exactly-once step of a consumer group member, all or nothing: if the state at `key`
+        is still at `version`, append `items` (as publish_many), store `state` as version + 1,
+        record the `acks` (input stream -> ids) as done for this state and XACK them in `group`.
+        Otherwise raise StateConflict and change nothing. Done records of entries that
+        retention has trimmed from an input stream are dropped. Returns the items' ids."""
+
+    async def done(self, key: str, stream: str, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` (entries of `stream`) that a `commit` to state `key` acked."""
 
     async def ping(self) -> bool:
         """True if the backend answers; False (never an exception) if it does not."""

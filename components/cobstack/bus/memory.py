@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .base import (
-    DEFAULT_MAXLEN, START, BusUnavailable, Entry, Gap, NoSuchGroup, StreamId,
-    check_maxlen, check_payload, fell_behind, format_id, next_id, parse_bound, parse_cursor, parse_id,
+    DEFAULT_MAXLEN, START, BusUnavailable, Entry, Gap, NoSuchGroup, StateConflict, StreamId,
+    check_maxlen, check_payload, done_key, fell_behind, format_id, next_id, parse_bound, parse_cursor,
+    parse_id,
 )
 
 
@@ -60,6 +61,8 @@ class MemoryBus:
         self.default_maxlen = check_maxlen(default_maxlen)
         self._clock_ms = clock_ms
         self._streams: dict[str, _Stream] = {}
+        self._states: dict[str, tuple[int, bytes]] = {}
+        self._done: dict[str, dict[str, StreamId]] = {}  # done key -> acked ids, about in id order
         self._arrived = asyncio.Event()  # replaced on every publish; waiters hold the old one
         self._closed = False
 
@@ -232,6 +235,42 @@ class MemoryBus:
         if g is None:
             return 0
         return sum(g.pel.pop(sid, None) is not None for sid in sids)
+
+    # --- exactly-once state ----------------------------------------------------------------
+
+    async def load_state(self, key: str) -> tuple[int, bytes | None]:
+        self._check_open()
+        return self._states.get(key, (0, None))
+
+    async def commit(self, key: str, version: int, state: bytes, *, group: str,
+                     acks: dict[str, Sequence[str]], items: Sequence[tuple[str, bytes]] = (),
+                     maxlen: int | None = None) -> list[str]:
+        self._check_open()
+        check_payload(state)
+        parsed = {stream: [(i, parse_id(i)) for i in ids] for stream, ids in acks.items()}
+        current = self._states.get(key, (0, None))[0]
+        if current != version:
+            raise StateConflict(f"commit: state {key!r} is at version {current}, the committer "
+                                f"expected {version}; reload the state and redo the work")
+        ids = await self.publish_many(items, maxlen)  # checks every payload before writing any
+        for stream, pairs in parsed.items():
+            done = self._done.setdefault(done_key(key, stream), {})
+            done.update(pairs)
+            s = self._streams.get(stream)
+            g = s.groups.get(group) if s else None
+            if g is not None:
+                for _, sid in pairs:
+                    g.pel.pop(sid, None)
+            oldest = s.ids[0] if s and s.ids else None
+            while done and oldest is not None and next(iter(done.values())) < oldest:
+                del done[next(iter(done))]  # trimmed from the stream: can never come back
+        self._states[key] = (version + 1, bytes(state))
+        return ids
+
+    async def done(self, key: str, stream: str, ids: Sequence[str]) -> set[str]:
+        self._check_open()
+        done = self._done.get(done_key(key, stream), {})
+        return {i for i in ids if i in done}
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -26,8 +26,9 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import (
-    BLOCK_SLICE_MS, DEFAULT_MAXLEN, START, BusUnavailable, Entry, Gap, NoSuchGroup, StreamId,
-    check_maxlen, check_payload, fell_behind, format_id, parse_bound, parse_cursor, parse_id,
+    BLOCK_SLICE_MS, DEFAULT_MAXLEN, START, BusUnavailable, Entry, Gap, NoSuchGroup, StateConflict,
+    StreamId, check_maxlen, check_payload, done_key, fell_behind, format_id, parse_bound,
+    parse_cursor, parse_id,
 )
 
 FIELD = b"d"  # every entry carries its payload in this one field
@@ -41,6 +42,48 @@ local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local f = {}
 for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
 return {f['recorded-first-entry-id'], f['last-generated-id'], f['entries-added'] - f['length']}
+"""
+
+# Bus.commit in one atomic script. KEYS: the state hash, then per input stream the stream and
+# its done set (a sorted set scored by the id's milliseconds), then the output streams.
+# ARGV: expected version, state, group, input count, maxlen, then per input its id count and
+# ids, then one payload per output stream.
+_COMMIT = """
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if version ~= tonumber(ARGV[1]) then
+  return redis.error_reply('STALE state ' .. KEYS[1] .. ' is at version ' .. version ..
+                           ', the committer expected ' .. ARGV[1])
+end
+local n = tonumber(ARGV[4])
+local a = 6
+for i = 1, n do
+  local stream, done = KEYS[2 * i], KEYS[2 * i + 1]
+  local c = tonumber(ARGV[a])
+  a = a + 1
+  if c > 0 then
+    local ids, scored = {}, {}
+    for j = 1, c do
+      local id = ARGV[a]
+      a = a + 1
+      ids[j] = id
+      scored[2 * j - 1] = string.match(id, '^%d+')
+      scored[2 * j] = id
+    end
+    redis.call('ZADD', done, unpack(scored))
+    redis.call('XACK', stream, ARGV[3], unpack(ids))
+    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
+    if first then
+      redis.call('ZREMRANGEBYSCORE', done, '-inf', '(' .. string.match(first[1], '^%d+'))
+    end
+  end
+end
+local out = {}
+for k = 2 * n + 2, #KEYS do
+  out[#out + 1] = redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[a])
+  a = a + 1
+end
+redis.call('HSET', KEYS[1], 'version', version + 1, 'state', ARGV[2])
+return out
 """
 
 _SECRET = re.compile(r"//([^@/]*)@")
@@ -79,6 +122,7 @@ class RedisStreamsBus:
             # sockets are dead; while Redis is down the retry fails fast (refused)
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self._commit = self._redis.register_script(_COMMIT)  # EVALSHA, reloaded after a restart
 
     @contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -92,6 +136,8 @@ class RedisStreamsBus:
                 "their state and retry; check the Redis Service/URL and that redis-server is running"
             ) from exc
         except ResponseError as exc:
+            if str(exc).startswith("STALE"):
+                raise StateConflict(f"{what} at {self.url}: {exc}; reload the state and redo the work") from exc
             if str(exc).startswith("NOGROUP"):
                 raise NoSuchGroup(f"{what} at {self.url}: {exc}; call ensure_group first") from exc
             raise
@@ -220,6 +266,39 @@ class RedisStreamsBus:
             _, claimed, *_ = await self._redis.xautoclaim(stream, group, consumer, min_idle_ms, "0-0",
                                                           count=count)
         return [_entry(stream, rid, fields) for rid, fields in claimed]
+
+    # --- exactly-once state ----------------------------------------------------------------
+
+    async def load_state(self, key: str) -> tuple[int, bytes | None]:
+        with self._guard("HMGET (state)"):
+            version, state = await self._redis.hmget(key, ["version", "state"])
+        return (int(version), state) if version is not None else (0, None)
+
+    async def commit(self, key: str, version: int, state: bytes, *, group: str,
+                     acks: dict[str, Sequence[str]], items: Sequence[tuple[str, bytes]] = (),
+                     maxlen: int | None = None) -> list[str]:
+        keep = self.default_maxlen if maxlen is None else check_maxlen(maxlen)
+        check_payload(state)
+        for _, data in items:
+            check_payload(data)
+        keys: list[str] = [key]
+        args: list = [version, bytes(state), group, len(acks), keep]
+        for stream, ids in acks.items():
+            for i in ids:
+                parse_id(i)
+            keys += [stream, done_key(key, stream)]
+            args += [len(ids), *ids]
+        keys += [stream for stream, _ in items]
+        args += [bytes(data) for _, data in items]
+        with self._guard("commit (EVALSHA)"):
+            return [i.decode() for i in await self._commit(keys=keys, args=args)]
+
+    async def done(self, key: str, stream: str, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self._guard("ZMSCORE (done)"):
+            scores = await self._redis.zmscore(done_key(key, stream), list(ids))
+        return {i for i, score in zip(ids, scores) if score is not None}
 
     # --- lifecycle --------------------------------------------------------------------------
 
