@@ -168,8 +168,8 @@ async def test_coinbase_snapshot_then_updates(sim, http):
                 book.update(side == "buy", p, s)
             assert not book.is_crossed()
     assert types.count("l2update") >= 50 and "match" in types
-    assert after[0] == {"type": "subscriptions", "channels": []}
-    assert len(after) <= 3  # frames already in flight when the unsubscribe arrived, then nothing
+    # Frames already in flight may precede the reply; nothing may follow it.
+    assert after[-1] == {"type": "subscriptions", "channels": []}
 
 
 # -- faults --------------------------------------------------------------------------------
