@@ -245,9 +245,7 @@ class ControlPlane:
                                 self.server, self.ca_pem, {"token": token}, name)
 
 
-def _https_ok(url: str, pki: Pki, certs_dir: Path) -> bool:
-    ctx = ssl.create_default_context(cadata=pki.ca.cert.decode())
-    ctx.load_cert_chain(certs_dir / "admin.crt", certs_dir / "admin.key")
+def _http_ok(url: str, ctx: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, context=ctx, timeout=2) as response:
             return response.status == 200
@@ -297,6 +295,7 @@ def control_plane() -> Iterator[ControlPlane]:
             "--unsafe-no-fsync",  # throwaway data: durability only costs time here
             "--log-level=warn",
         ], workdir))
+        wait_for("etcd /health", lambda: _http_ok(f"{etcd_url}/health"), processes)
 
         server = f"https://127.0.0.1:{api_port}"
         processes.append(start("kube-apiserver", [
@@ -304,14 +303,22 @@ def control_plane() -> Iterator[ControlPlane]:
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
             f"--tls-cert-file={certs / 'apiserver.crt'}", f"--tls-private-key-file={certs / 'apiserver.key'}",
             f"--client-ca-file={certs / 'ca.crt'}",
+            # Front-proxy (kubeadm's header names): published in kube-system/extension-apiserver-
+            # authentication, which kube-controller-manager's delegated authentication reads.
+            f"--requestheader-client-ca-file={certs / 'ca.crt'}", "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             "--authorization-mode=Node,RBAC",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={certs / 'sa.pub'}",
             f"--service-account-signing-key-file={certs / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--endpoint-reconciler-type=none",  # it would publish 127.0.0.1, which Endpoints reject
             "--profiling=false", "-v=1",
         ], workdir))
-        wait_for("kube-apiserver /readyz", lambda: _https_ok(f"{server}/readyz", pki, certs), processes)
+        admin_tls = ssl.create_default_context(cadata=pki.ca.cert.decode())
+        admin_tls.load_cert_chain(certs / "admin.crt", certs / "admin.key")
+        wait_for("kube-apiserver /readyz", lambda: _http_ok(f"{server}/readyz", admin_tls), processes)
 
         admin_kubeconfig = write_kubeconfig(workdir / "admin.kubeconfig", server, pki.ca.cert,
                                             _cert_user(pki.admin), "admin")
