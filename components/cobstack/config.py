@@ -80,6 +80,42 @@ class TrainerSettings(Section):
 
 class ExecutorSettings(Section):
     mode: Literal["paper", "live"] = Field("paper", description="`live` is refused until a live adapter exists.")
+    consumer: str = Field("executor", min_length=1, description=(
+        "Consumer name in the executor's Redis consumer group; keep it stable across restarts so "
+        "a restarted executor takes its own unacknowledged signals back at once."))
+    starting_cash: float = Field(1_000_000.0, gt=0, description="Paper account cash at the first start, USD.")
+    target_notional: float = Field(10_000.0, gt=0, description=(
+        "Position a signal aims for, USD at the mid: long this much on `buy`, short on `sell`; `hold` keeps the position."))
+    min_confidence: float = Field(0.5, ge=0, le=1, description="Signals less confident than this are treated as `hold`.")
+    min_order_notional: float = Field(10.0, ge=0, description="Smaller adjustments to the target are not traded, USD.")
+    taker_fee_bps: dict[str, float] = Field(
+        default_factory=lambda: {"binance": 10.0, "binance-usdm": 5.0, "binance-coinm": 5.0,
+                                 "coinbase": 60.0, "kraken": 40.0, "kraken-v1": 40.0, "okx": 10.0,
+                                 "bybit": 10.0, "bitstamp": 40.0},
+        description="Per-venue taker fee, bps of notional (the paper venue only takes liquidity: IOC orders).")
+    default_taker_fee_bps: float = Field(20.0, ge=0, le=1000, description="Taker fee of a venue missing from taker_fee_bps, bps.")
+    latency_ms: dict[str, float] = Field(
+        default_factory=lambda: {"binance": 5.0, "coinbase": 10.0, "kraken-v1": 15.0},
+        description="Per-venue order latency: a child order fills against the book as of decision + latency.")
+    default_latency_ms: float = Field(10.0, ge=0, le=10_000, description="Latency of a venue missing from latency_ms.")
+    max_slippage_bps: float = Field(50.0, gt=0, le=10_000, description=(
+        "Routing limit: no unit is bought above mid * (1 + this) or sold below mid * (1 - this)."))
+    max_position_notional: float = Field(50_000.0, gt=0, description=(
+        "Risk: largest |position| per symbol after an order (in-flight orders included), USD at the mid."))
+    max_order_notional: float = Field(25_000.0, gt=0, description="Risk: largest routed notional of one order, USD.")
+    max_notional_per_minute: float = Field(250_000.0, gt=0, description=(
+        "Risk: most routed notional over the trailing 60 s, all symbols, USD."))
+    max_drawdown: float = Field(20_000.0, gt=0, description=(
+        "Kill switch: trading stops (until a `resume` command) once equity falls more than this below its peak, USD."))
+    stale_book_ms: int = Field(2_000, ge=10, le=600_000, description=(
+        "No trading on a snapshot older than this (at decision and at each child's arrival), nor on venues whose own book is."))
+    stale_signal_ms: int = Field(2_000, ge=10, le=3_600_000, description=(
+        "No trading on a signal computed from a snapshot older than this at decision."))
+    claim_idle_ms: int = Field(30_000, ge=100, le=3_600_000, description=(
+        "Signals pending this long for another consumer (a dead executor) are claimed (XAUTOCLAIM)."))
+    batch: int = Field(256, ge=1, le=5_000, description="Most signals read and committed in one atomic step.")
+    pnl_interval_ms: int = Field(1_000, ge=50, le=600_000, description="Mark-to-market (PnL record, drawdown check) period.")
+    stream_maxlen: int = Field(100_000, ge=100, le=100_000_000, description="Approximate retention of each cob:exec:* stream.")
 
 
 class Settings(BaseSettings):
