@@ -50,12 +50,27 @@ def parse_level(price_str: str, size_str: str) -> tuple[Decimal, Decimal]:
 
 
 class BookSide:
-    __slots__ = ("is_bid", "prices", "levels")
+    """One side of a book.
+
+    `top_cache` lets a checksum reuse its text of the best `watch` levels: it is dropped by
+    any change that can alter those levels, so a deep update costs the checksum nothing.
+    """
+
+    __slots__ = ("is_bid", "prices", "levels", "watch", "top_cache")
 
     def __init__(self, is_bid: bool):
         self.is_bid = is_bid
         self.prices: list[Decimal] = []  # ascending
         self.levels: dict[Decimal, Level] = {}
+        self.watch = 0
+        self.top_cache: object | None = None
+
+    def _touches_top(self, price: Decimal) -> bool:
+        """Can a change at `price` alter the best `watch` levels? (Evaluated before the change.)"""
+        prices, n = self.prices, self.watch
+        if len(prices) <= n:
+            return True
+        return price >= prices[-n] if self.is_bid else price <= prices[n - 1]
 
     def __len__(self) -> int:
         return len(self.prices)
@@ -63,6 +78,8 @@ class BookSide:
     def set(self, price: Decimal, size: Decimal, price_str: str, size_str: str) -> None:
         """Set a level's size; size 0 removes it (deleting an absent level is a no-op)."""
         levels = self.levels
+        if self.top_cache is not None and self._touches_top(price):
+            self.top_cache = None
         if size:
             if price not in levels:
                 insort(self.prices, price)
@@ -90,6 +107,8 @@ class BookSide:
         excess = len(self.prices) - depth
         if excess <= 0:
             return
+        if depth <= self.watch:
+            self.top_cache = None
         if self.is_bid:
             dropped, self.prices = self.prices[:excess], self.prices[excess:]
         else:
@@ -100,6 +119,7 @@ class BookSide:
     def clear(self) -> None:
         self.prices.clear()
         self.levels.clear()
+        self.top_cache = None
 
 
 class L2Book:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from zlib import crc32
 
-from ..core.book import L2Book
+from ..core.book import BookSide, L2Book
 
 
 def _kraken_digits(s: str) -> str:
@@ -16,25 +16,35 @@ def _kraken_digits(s: str) -> str:
     return s.replace(".", "").lstrip("0")
 
 
-# price string -> (size string, digits of both): a level's text is fixed while it sits in the
-# book, so each checksum only formats levels that changed. Bounded; cleared when full.
-_KRAKEN_TEXT: dict[str, tuple[str, str]] = {}
-_KRAKEN_TEXT_MAX = 1 << 16
+# price string -> (size string, text of the level): a level near the top is re-joined many
+# times while it sits there, so it is formatted once. Bounded; cleared when full.
+_LEVEL_TEXT: dict[str, tuple[str, str]] = {}
+_LEVEL_TEXT_MAX = 1 << 16
+
+
+def _kraken_level(price_str: str, size_str: str) -> str:
+    hit = _LEVEL_TEXT.get(price_str)
+    if hit is None or hit[0] != size_str:
+        if len(_LEVEL_TEXT) >= _LEVEL_TEXT_MAX:
+            _LEVEL_TEXT.clear()
+        hit = _LEVEL_TEXT[price_str] = (size_str, _kraken_digits(price_str) + _kraken_digits(size_str))
+    return hit[1]
+
+
+def _kraken_side(side: BookSide) -> bytes:
+    """The checksum text of one side's best 10 levels, cached on the side until they change."""
+    text = side.top_cache
+    if text is None:
+        side.watch = 10
+        text = side.top_cache = "".join([_kraken_level(lv.price_str, lv.size_str)
+                                         for lv in side.top(10)]).encode()
+    return text
 
 
 def kraken(book: L2Book) -> int:
     """Kraken websocket book checksum: CRC32 of the top 10 asks (best first) then top 10
     bids (best first), each level as digits(price) + digits(volume). Unsigned 32-bit."""
-    cache = _KRAKEN_TEXT
-    parts = []
-    for lv in book.asks.top(10) + book.bids.top(10):
-        hit = cache.get(lv.price_str)
-        if hit is None or hit[0] is not lv.size_str:
-            if len(cache) >= _KRAKEN_TEXT_MAX:
-                cache.clear()
-            hit = cache[lv.price_str] = (lv.size_str, _kraken_digits(lv.price_str) + _kraken_digits(lv.size_str))
-        parts.append(hit[1])
-    return crc32("".join(parts).encode())
+    return crc32(_kraken_side(book.bids), crc32(_kraken_side(book.asks)))
 
 
 def okx(book: L2Book) -> int:
