@@ -299,7 +299,7 @@ def _tensor(x: Any, n_venues: int, path: str) -> np.ndarray:
 def _imbalance(x: Any, path: str) -> dict[int, float | None]:
     out = {}
     for k, v in _map(x, path).items():
-        if not (type(k) is str and k.isdigit()):
+        if not (type(k) is str and k.isascii() and k.isdigit()):
             raise SchemaError(f"{path}: keys must be level counts like '5', got {_short(k)}")
         out[int(k)] = None if v is None else _float(v, f"{path}.{k}")
     return out
