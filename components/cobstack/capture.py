@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+
 import time
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -95,3 +97,18 @@ class CaptureWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+RECORDINGS_ENV = "COBSTACK_RECORDINGS"
+
+
+def recordings_dir() -> Path:
+    """The shared real-traffic captures: $COBSTACK_RECORDINGS, else <repo>/../shared/recordings.
+    Raises FileNotFoundError saying where it looked."""
+    env = os.environ.get(RECORDINGS_ENV)
+    repo = Path(__file__).resolve().parents[2]
+    path = Path(env) if env else repo.parent / "shared" / "recordings"
+    if not path.is_dir():
+        raise FileNotFoundError(f"recorded exchange traffic not found at {path}; set {RECORDINGS_ENV} "
+                                "to the shared recordings folder (see its README.md)")
+    return path
