@@ -13,7 +13,8 @@ from cobstack.core.book import L2Book
 from cobstack.core.consolidate import VenueView
 from cobstack.core.pipeline import PipelineConfig, SymbolPipeline
 from cobstack.core.schema import (SchemaError, Snapshot, decode, decode_health, decode_snapshot,
-                                  decode_trade, encode, health_record, trade_record, venue_health)
+                                  decode_trade, encode, encode_health, encode_snapshot,
+                                  encode_trade, health_record, trade_record, venue_health)
 from cobstack.venues.base import Trade, VenueStats
 
 NOW_NS = 1_772_323_200 * 10**9  # 2026-03-01T00:00:00Z
@@ -34,14 +35,14 @@ def snap() -> dict:
              view("coinbase", [(100004, 3)], [(100012.25, 2)]),
              view("kraken", [(100003, 1)], [(100013, 1)], live=False)]
     trades = [Trade("coinbase", "BTC-USD", 100004.0, 0.25, "sell", NOW_NS / 1e9 + 0.01)]
-    return p.snapshot(views, trades, NOW_NS + 10**8)
+    return p.snapshot(views, trades, NOW_NS + 10**8, recv_ns=NOW_NS + 9 * 10**7)
 
 
 def test_snapshot_round_trip(snap):
-    data = encode(snap)
+    data = encode_snapshot(snap)
     s = decode_snapshot(data)
     assert isinstance(s, Snapshot) and s.v == schema.SCHEMA_VERSION
-    assert (s.symbol, s.seq, s.ts) == ("BTC-USD", 1, NOW_NS + 10**8)
+    assert (s.symbol, s.seq, s.ts, s.recv_ts) == ("BTC-USD", 1, NOW_NS + 10**8, NOW_NS + 9 * 10**7)
     assert s.source_ts == round((NOW_NS / 1e9 - 0.05) * 1e9)
     assert s.venues == ["binance", "coinbase", "kraken"]
     kraken = s.status[2]
@@ -60,24 +61,35 @@ def test_snapshot_round_trip(snap):
     assert s.tensor.dtype == np.float32 and s.tensor.shape == (8, 2, 3)
     assert np.array_equal(s.tensor, snap["tensor"])
     assert len(data) < 4000
+    without = {k: v for k, v in snap.items() if k != "recv_ts"}
+    assert decode_snapshot(encode(without)).recv_ts is None  # the one optional field
 
 
 def test_trade_and_health_round_trip():
     t = Trade("binance", "BTCUSDT", 100005.5, 0.002, "buy", 1772323200.123456)
-    rec = decode_trade(encode(trade_record("BTC-USD", t, "USDT")))
+    rec = decode_trade(encode_trade("BTC-USD", t))  # quote read from the native instrument
     assert (rec.symbol, rec.venue, rec.price, rec.quote, rec.size, rec.side) == (
         "BTC-USD", "binance", 100005.5, "USDT", 0.002, "buy")
     assert rec.ts == 1772323200123456000
+    assert decode_trade(encode_trade("BTC-USD", t, quote="USDC")).quote == "USDC"
+    with pytest.raises(SchemaError, match="cannot split instrument 'weird'.*pass quote="):
+        encode_trade("BTC-USD", Trade("binance", "weird", 1.0, 1.0, "buy", 1.0))
+    with pytest.raises(SchemaError, match="trade from a: bad price, size or ts"):
+        encode_trade("BTC-USD", Trade("a", "x", 1.0, 1.0, "buy", float("nan")), "USD")
 
     stats = VenueStats("kraken", messages=10, resyncs=2, gaps=1, checksum_failures=1)
     stats.rejected["non_finite"] += 3
-    row = venue_health("kraken", {"XBT/USD": "live", "ETH/USD": "resync"}, stats.as_dict(),
-                       lag_ms=12.5, last_message_age_ms=40.0)
-    h = decode_health(encode(health_record(NOW_NS, [row], "ok")))
+    row = venue_health("kraken", "live", {"XBT/USD": "live", "ETH/USD": "resync"},
+                       stats.as_dict(), lag_ms=12.5, last_message_age_ms=40.0)
+    h = decode_health(encode_health(health_record(NOW_NS, [row], "ok")))
     v = h.venues[0]
     assert (v.venue, v.state, v.resyncs, v.checksum_failures) == ("kraken", "resync", 2, 1)
     assert v.rejected == {"non_finite": 3} and v.instruments["XBT/USD"] == "live"
     assert (h.bus.state, h.bus.detail, h.ts) == ("ok", "", NOW_NS)
+    down = venue_health("okx", "connecting", {"BTC-USDT": "syncing"}, stats.as_dict(), None, None)
+    assert down["state"] == "connecting"
+    assert venue_health("okx", "live", {"BTC-USDT": "live"}, stats.as_dict(), 1.0, 2.0)[
+        "state"] == "live"
 
 
 def test_previous_version_is_upgraded_and_older_or_newer_refused(monkeypatch, snap):
@@ -127,6 +139,7 @@ def _mutated(snap, path, value):
     (("features", "imbalance"), {"x": 1.0}, "level counts"),
     (("profile", "levels"), [[1.0, 2.0]], r"expected \[price, buy, sell\]"),
     (("seq",), 1.5, "book.seq: expected an integer"),
+    (("recv_ts",), 1.7e9, "book.recv_ts: expected an integer"),
     (("kind",), "orders", "unknown record kind 'orders'"),
     (("v",), "1", "no integer schema version"),
 ])
@@ -150,6 +163,8 @@ def test_garbage_is_refused(data, message):
 def test_decoding_the_wrong_kind_is_refused(snap):
     with pytest.raises(SchemaError, match="expected a trade record, got Snapshot"):
         decode_trade(encode(snap))
+    with pytest.raises(SchemaError, match="expected a health record, got kind='book'"):
+        encode_health(snap)
     bad = trade_record("BTC-USD", Trade("a", "x", 1.0, 1.0, "hold", 1.0), "USD")
     with pytest.raises(SchemaError, match="trade.side"):
         encode(bad)  # a writer cannot publish what readers would refuse

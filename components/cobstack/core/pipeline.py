@@ -113,9 +113,11 @@ class SymbolPipeline:
         self.ofi = ofi_step(self.ofi, touch(members), tuple(m.index for m in members))
 
     def snapshot(self, views: Sequence[VenueView], trades: Iterable[TradeLike], now_ns: int,
-                 rate_refs: Mapping[str, VenueView] | None = None) -> dict:
-        """The snapshot for this publish. rate_refs: quote ("USDT", "USDC") -> view of its
-        USD reference book, used by quote_policy "rate". Trades: those since the last call."""
+                 rate_refs: Mapping[str, VenueView] | None = None,
+                 recv_ns: int | None = None) -> dict:
+        """The snapshot for this publish. Trades: those since the last call. rate_refs: quote
+        ("USDT", "USDC") -> view of its USD reference book, for quote_policy "rate".
+        recv_ns: when ingest received the newest venue frame in it (for latency)."""
         cfg, n_venues = self.cfg, len(self.venues)
         members, status = self._assess(views, rate_refs)
         for row in status:
@@ -155,6 +157,7 @@ class SymbolPipeline:
         return {
             "v": SCHEMA_VERSION, "kind": BOOK, "symbol": self.symbol, "seq": self.seq,
             "ts": now_ns, "source_ts": round(source_ts * 1e9) if source_ts > 0 else None,
+            "recv_ts": recv_ns,
             "venues": list(self.venues), "status": status,
             "ladder": {"bids": _rows(*lad[True]), "asks": _rows(*lad[False])},
             "buckets": {"size": size or 0.0,

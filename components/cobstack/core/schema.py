@@ -18,11 +18,13 @@ the current and the previous version.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable, Mapping, NamedTuple, Protocol
 
 import msgpack
 import numpy as np
+
+from .symbols import instrument
 
 SCHEMA_VERSION = 1
 # UPGRADES[n]: a v(n) record (as unpacked) -> the same record in v(n + 1).
@@ -126,6 +128,7 @@ class Snapshot:
     features: Features
     profile: Profile
     tensor: np.ndarray  # float32 [2K, 2, V], read-only
+    recv_ts: int | None = None  # when ingest received the newest venue frame in it, ns; optional
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,7 @@ class TradeRecord:
 @dataclass(frozen=True, slots=True)
 class VenueHealth:
     venue: str
-    state: str  # live when every instrument is live, else a non-live instrument's state
+    state: str  # see venue_health: connection state, else an instrument's, else "live"
     instruments: dict[str, str]  # native instrument -> sync state
     lag_ms: float | None  # receive time minus venue event time
     last_message_age_ms: float | None
@@ -240,12 +243,14 @@ _SCALARS: dict[str, Callable[[Any, str], Any]] = {
 
 def _record(cls: type, d: Any, path: str, **nested: Any) -> Any:
     """Build dataclass `cls` from map `d`: scalar fields are checked by their annotation,
-    the others come already converted in `nested`. Unknown keys are ignored."""
+    the others come already converted in `nested`. A field with a default may be absent.
+    Unknown keys are ignored."""
     d = _map(d, path)
     values = dict(nested)
     for f in fields(cls):
-        if f.name not in values:
-            values[f.name] = _SCALARS[f.type](_field(d, f.name, path), f"{path}.{f.name}")
+        if f.name in values or (f.name not in d and f.default is not MISSING):
+            continue
+        values[f.name] = _SCALARS[f.type](_field(d, f.name, path), f"{path}.{f.name}")
     return cls(**values)
 
 
@@ -439,6 +444,12 @@ def _decode_kind(data: bytes, cls: type, kind: str) -> Any:
     return record
 
 
+def _encode_kind(record: Mapping[str, Any], kind: str) -> bytes:
+    if record.get("kind") != kind:
+        raise SchemaError(f"expected a {kind} record, got kind={record.get('kind')!r}")
+    return encode(record)
+
+
 def decode_snapshot(data: bytes) -> Snapshot:
     return _decode_kind(data, Snapshot, BOOK)
 
@@ -451,35 +462,63 @@ def decode_health(data: bytes) -> HealthRecord:
     return _decode_kind(data, HealthRecord, HEALTH)
 
 
+def encode_snapshot(snapshot: Mapping[str, Any]) -> bytes:
+    """`SymbolPipeline.snapshot(...)`'s dict -> bytes."""
+    return _encode_kind(snapshot, BOOK)
+
+
+def encode_trade(symbol: str, trade: TradeLike, quote: str | None = None) -> bytes:
+    """One venue trade -> bytes (see `trade_record`)."""
+    return encode(trade_record(symbol, trade, quote))
+
+
+def encode_health(record: Mapping[str, Any]) -> bytes:
+    """A `health_record(...)` dict -> bytes."""
+    return _encode_kind(record, HEALTH)
+
+
 # -- writer helpers --------------------------------------------------------------------------
 
 class TradeLike(Protocol):
     venue: str
+    instrument: str  # native, e.g. BTCUSDT
     price: float
     size: float
     side: str
     ts: float  # seconds
 
 
-def trade_record(symbol: str, trade: TradeLike, quote: str) -> dict:
-    """The trade stream's record for one venue trade (price stays in the venue's quote)."""
+def trade_record(symbol: str, trade: TradeLike, quote: str | None = None) -> dict:
+    """The trade stream's record for one venue trade. The price stays in the venue's quote,
+    named by `quote` (default: read from the native instrument through the symbol map)."""
+    if quote is None:
+        try:
+            quote = instrument(trade.venue, trade.instrument).quote
+        except ValueError as e:
+            raise SchemaError(f"trade: {e}; pass quote= explicitly") from None
+    try:
+        price, size, ts = float(trade.price), float(trade.size), round(trade.ts * 1e9)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise SchemaError(f"trade from {trade.venue}: bad price, size or ts ({e})") from None
     return {"v": SCHEMA_VERSION, "kind": TRADE, "symbol": symbol, "venue": trade.venue,
-            "price": float(trade.price), "quote": quote, "size": float(trade.size),
-            "side": trade.side, "ts": round(trade.ts * 1e9)}
+            "price": price, "quote": quote, "size": size, "side": trade.side, "ts": ts}
 
 
-def venue_health(venue: str, instruments: Mapping[str, str], stats: Mapping[str, Any],
-                 lag_ms: float | None, last_message_age_ms: float | None) -> dict:
-    """One venue's health row. stats: `VenueStats.as_dict()`; the state is `live` only when
-    every instrument is live, otherwise the first non-live state in name order."""
+def venue_health(venue: str, connection: str, instruments: Mapping[str, str],
+                 stats: Mapping[str, Any], lag_ms: float | None,
+                 last_message_age_ms: float | None) -> dict:
+    """One venue's health row. connection: the websocket's state ("live" when connected);
+    stats: `VenueStats.as_dict()`. The row's state is the connection's when it is not live,
+    else the first non-live instrument state (by name), else "live"."""
     bad = [s for _, s in sorted(instruments.items()) if s != "live"]
-    return {"venue": venue, "state": bad[0] if bad else ("live" if instruments else "idle"),
-            "instruments": dict(instruments), "lag_ms": lag_ms,
+    state = connection if connection != "live" else (bad[0] if bad else "live")
+    return {"venue": venue, "state": state, "instruments": dict(instruments), "lag_ms": lag_ms,
             "last_message_age_ms": last_message_age_ms, "messages": stats["messages"],
             "resyncs": stats["resyncs"], "gaps": stats["gaps"],
             "checksum_failures": stats["checksum_failures"], "rejected": dict(stats["rejected"])}
 
 
 def health_record(ts_ns: int, venues: list[dict], bus_state: str, bus_detail: str = "") -> dict:
+    """The health stream's record. bus_state: ok | degraded | down; bus_detail: why."""
     return {"v": SCHEMA_VERSION, "kind": HEALTH, "ts": ts_ns, "venues": venues,
             "bus": {"state": bus_state, "detail": bus_detail}}
