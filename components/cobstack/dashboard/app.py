@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from fastapi.staticfiles import StaticFiles
@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..config import Settings
 from .feeds import BookFeed, Feed
 from .hub import Hub
-from .render import HEALTH, STATUS, SYMBOL_PANELS, Renderer, panel_name
+from .render import EXECUTOR_PANELS, HEALTH, MODEL_PANELS, STATUS, SYMBOL_PANELS, Renderer, panel_name
 
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
 
@@ -34,14 +34,22 @@ class Dashboard:
     settings: Settings
     hub: Hub
     renderer: Renderer
-    feeds: list[Feed]
+    components: dict[str, list[Feed]]  # ingest / trainer / executor -> the feeds of its streams
     books: dict[str, BookFeed] = field(default_factory=dict)  # symbol -> its book feed
     started: float = field(default_factory=time.time)
 
+    @property
+    def feeds(self) -> list[Feed]:
+        return [f for feeds in self.components.values() for f in feeds]
+
     def page_panels(self, page: str, symbol: str | None = None) -> list[str]:
-        if page == "overview":
+        if page == "overview" and symbol is not None:
             return [*(panel_name(k, symbol) for k in SYMBOL_PANELS), HEALTH, STATUS]
-        raise HTTPException(404, f"no page {page!r}; pages: overview")
+        if page == "model":
+            return [*MODEL_PANELS, STATUS]
+        if page == "executor":
+            return [*EXECUTOR_PANELS, STATUS]
+        raise HTTPException(404, f"no SSE stream for page {page!r}; pages: overview?symbol=S, model, executor")
 
     def fragment(self, panel: str) -> str:
         html = self.hub.latest.get(panel)
@@ -79,9 +87,20 @@ def create_app(dash: Dashboard) -> FastAPI:
                     heatmap_slot_s=settings.dashboard.heatmap_resolution_ms / 1000,
                     heatmap_page=renderer.safe(dash.books[symbol].heatmap_page()))
 
+    @app.get("/model", response_class=HTMLResponse)
+    async def model() -> HTMLResponse:
+        return page("model", "Model", "/sse/model")
+
+    @app.get("/executor", response_class=HTMLResponse)
+    async def executor() -> HTMLResponse:
+        return page("executor", "Executor", "/sse/executor")
+
+    def sse_panels(name: str, symbol: str | None = None) -> list[str]:
+        """The page's panels, checked before the stream starts (a bad page is a plain 404)."""
+        return dash.page_panels(name, known(symbol) if symbol is not None else None)
+
     @app.get("/sse/{name}", response_class=EventSourceResponse)
-    async def sse(name: str, symbol: str | None = None) -> AsyncIterator[ServerSentEvent]:
-        panels = dash.page_panels(name, known(symbol) if symbol is not None else None)
+    async def sse(panels: list[str] = Depends(sse_panels)) -> AsyncIterator[ServerSentEvent]:
         sub = hub.subscribe(panels)
         try:
             yield ServerSentEvent(comment="cobstack", retry=settings.dashboard.sse_retry_ms)
@@ -96,6 +115,7 @@ def create_app(dash: Dashboard) -> FastAPI:
         now = time.time()
         return {"status": "ok", "uptime_s": round(now - dash.started, 1), "sse_clients": hub.subscribers,
                 "feeds": {f.stream: {"records": f.records, "rejected": f.rejected, "gaps": f.gaps,
+                                     "render_errors": f.render_errors,
                                      "last_entry_age_s": None if f.last_entry is None else round(now - f.last_entry, 3),
                                      "error": f.error} for f in dash.feeds}}
 
@@ -122,7 +142,7 @@ class DashboardCollector:
                 ("conflated", hub.stats.conflated, "Fragments replaced by a newer one before a browser read them")):
             yield CounterMetricFamily(f"cobstack_dashboard_fragments_{name}", text, value=value)
         per_stream = (("records", "Stream entries read"), ("rejected", "Malformed records skipped"),
-                      ("gaps", "Retention gaps seen"))
+                      ("gaps", "Retention gaps seen"), ("render_errors", "Records that failed to render"))
         for attr, text in per_stream:
             c = CounterMetricFamily(f"cobstack_dashboard_{attr}", text, labels=["stream"])
             for f in feeds:

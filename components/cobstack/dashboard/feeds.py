@@ -37,6 +37,40 @@ def entry_time(entry_id: str) -> float:
     return parse_id(entry_id)[0] / 1000
 
 
+async def one_per_slot(bus: Bus, stream: str, since_s: float, slot_s: float) -> list[Entry]:
+    """The newest entry of each `slot_s` time slot over the last `since_s` seconds, chosen by
+    entry id (the others are never decoded), oldest first."""
+    chosen: dict[int, Entry] = {}
+    cursor = f"{int((time.time() - since_s) * 1000)}"
+    while True:
+        page = await bus.range(stream, cursor, "+", count=PAGE)
+        for e in page:
+            chosen[math.floor(entry_time(e.id) / slot_s)] = e
+        if len(page) < PAGE:
+            return [chosen[k] for k in sorted(chosen)]
+        cursor = "(" + page[-1].id
+
+
+class SlotSeries:
+    """A time series with at most one point per `slot_s` slot (a newer point in the same
+    slot replaces it), the newest `n` slots kept. Points are (slot start, value)."""
+
+    def __init__(self, slot_s: float, n: int):
+        self.slot_s = slot_s
+        self.points: deque[tuple[float, object]] = deque(maxlen=n)
+
+    def add(self, t_s: float, value: object) -> None:
+        t = round(math.floor(t_s / self.slot_s) * self.slot_s, 6)
+        if self.points and self.points[-1][0] == t:
+            self.points[-1] = (t, value)
+        elif not self.points or t > self.points[-1][0]:
+            self.points.append((t, value))
+
+    @property
+    def window_s(self) -> float:
+        return self.slot_s * self.points.maxlen
+
+
 class Feed:
     """Base of every feed: the read loop, counters and error state. Subclasses decode and
     `handle` records, and may `backfill` from history before tailing."""
@@ -49,6 +83,7 @@ class Feed:
         self.records = 0
         self.rejected = 0
         self.gaps = 0
+        self.render_errors = 0
         self.last_entry: float | None = None  # bus time of the newest entry seen
         self.error: str | None = None
 
@@ -58,6 +93,13 @@ class Feed:
 
     def handle(self, records: list[tuple[str, object]]) -> None:
         raise NotImplementedError
+
+    def resume_after(self, entries: list[Entry]) -> str:
+        """Show `entries` (history), then tail from the last of them."""
+        records = self._decode(entries)
+        if records:
+            self._show(records)
+        return entries[-1].id if entries else "$"
 
     def _decode(self, entries: Sequence[Entry]) -> list[tuple[str, object]]:
         out = []
@@ -98,7 +140,18 @@ class Feed:
             self.last_entry = entry_time(entries[-1].id)
             records = self._decode(entries[-self.keep:])
             if records:
-                self.handle(records)
+                self._show(records)
+
+    def _show(self, records: list[tuple[str, object]]) -> None:
+        """handle(), with a failure to render counted and logged instead of ending the feed:
+        the panels keep their last good state and the next record is tried."""
+        try:
+            self.handle(records)
+        except Exception:  # noqa: BLE001 - a bug on one record must not blind the dashboard
+            self.render_errors += 1
+            if self.render_errors == 1 or self.render_errors % 1000 == 0:
+                log.exception("%s: cannot render record %s (%d so far)", self.stream, records[-1][0],
+                              self.render_errors)
 
 
 class BookFeed(Feed):
@@ -114,43 +167,27 @@ class BookFeed(Feed):
         self.renderer = renderer
         self.levels = cfg.ladder_levels
         self.profile_rows = cfg.profile_rows
-        self.slot_s = cfg.heatmap_resolution_ms / 1000
-        self.columns: deque[dict] = deque(maxlen=math.ceil(cfg.heatmap_seconds / self.slot_s))
+        slot_s = cfg.heatmap_resolution_ms / 1000
+        self.columns = SlotSeries(slot_s, math.ceil(cfg.heatmap_seconds / slot_s))
         self.latest: Snapshot | None = None
 
     async def backfill(self, bus: Bus) -> str:
-        """The heatmap's window from history: one snapshot per time slot, chosen by entry id
-        (no decoding of the others), then the newest for the panels."""
-        since_ms = int((time.time() - self.columns.maxlen * self.slot_s) * 1000)
-        cursor, last_id = f"{since_ms}", None
-        chosen: dict[int, Entry] = {}
-        while True:
-            page = await bus.range(self.stream, cursor, "+", count=PAGE)
-            for e in page:
-                chosen[math.floor(entry_time(e.id) / self.slot_s)] = e
-            if len(page) < PAGE:
-                break
-            cursor = "(" + page[-1].id
-        records = self._decode([chosen[k] for k in sorted(chosen)])
-        for _, snap in records:
+        """The heatmap's window from history, one snapshot per column; the newest fills the panels."""
+        entries = await one_per_slot(bus, self.stream, self.columns.window_s, self.columns.slot_s)
+        records = self._decode(entries)
+        for _, snap in records[:-1]:
             self._add_column(snap)
         if records:
-            last_id = records[-1][0]
-            self.handle(records[-1:])
-        return last_id or "$"
+            self._show(records[-1:])
+        return entries[-1].id if entries else "$"
 
     def _add_column(self, snap: Snapshot) -> None:
-        col = views.heatmap_column(snap, self.slot_s)
-        if col is None:
-            return
-        if self.columns and self.columns[-1]["t"] == col["t"]:
-            self.columns[-1] = col
-        elif not self.columns or col["t"] > self.columns[-1]["t"]:
-            self.columns.append(col)
+        col = views.heatmap_column(snap, self.columns.slot_s)
+        if col is not None:
+            self.columns.add(col["t"], col)
 
     def handle(self, records: list[tuple[str, object]]) -> None:
         snap = records[-1][1]
-        assert isinstance(snap, Snapshot)
         self.latest = snap
         self._add_column(snap)
         s, r, publish = self.symbol, self.renderer, self.hub.publish
@@ -158,7 +195,7 @@ class BookFeed(Feed):
         publish(panel_name("stats", s), r.panel(panel_name("stats", s), views.stats_view(snap)))
         publish(panel_name("venues", s), r.panel(panel_name("venues", s), views.venues_view(snap)))
         publish(panel_name("profile", s), r.panel(panel_name("profile", s), views.profile_view(snap, self.profile_rows)))
-        tail = list(self.columns)[-self.HEATMAP_TAIL:]
+        tail = [col for _, col in list(self.columns.points)[-self.HEATMAP_TAIL:]]
         publish(panel_name("heatmap", s), r.panel(panel_name("heatmap", s), views.heatmap_view(snap, tail)))
 
     def heatmap_page(self) -> str:
@@ -166,41 +203,39 @@ class BookFeed(Feed):
         name = panel_name("heatmap", self.symbol)
         if self.latest is None:
             return self.renderer.panel(name, None)
-        return self.renderer.panel(name, views.heatmap_view(self.latest, self.columns))
+        return self.renderer.panel(name, views.heatmap_view(self.latest, [c for _, c in self.columns.points]))
 
 
-class TradesFeed(Feed):
-    """cob:trades:{symbol} -> the trades tape (newest first)."""
+async def newest(bus: Bus, stream: str, since_s: float, keep: int) -> list[Entry]:
+    """The newest `keep` entries of the last `since_s` seconds, paging forward (the bus has
+    no reverse range), so memory stays bounded whatever the stream's rate."""
+    cursor, out = f"{int((time.time() - since_s) * 1000)}", []
+    while True:
+        page = await bus.range(stream, cursor, "+", count=PAGE)
+        out = (out + page)[-keep:]
+        if len(page) < PAGE:
+            return out
+        cursor = "(" + page[-1].id
 
-    BACKFILL_S = 120  # how far back the tape looks when the dashboard starts
 
-    def __init__(self, settings: Settings, symbol: str, hub: Hub, renderer: Renderer):
-        super().__init__(trades_stream(symbol), schema.decode_trade)
-        self.keep = settings.dashboard.trades_shown
-        self.tape: deque = deque(maxlen=self.keep)
-        self.venues = settings.venues
-        self.panel = panel_name("trades", symbol)
-        self.hub = hub
-        self.renderer = renderer
+class TapeFeed(Feed):
+    """The newest `keep` records of a stream, newest first, rendered into one panel by
+    `view(records)`: the trades tape, orders, fills, risk events, signals."""
+
+    def __init__(self, stream: str, decode: Callable[[bytes], object], panel: str, keep: int,
+                 view: Callable[[list], dict], hub: Hub, renderer: Renderer, backfill_s: float):
+        super().__init__(stream, decode)
+        self.keep = keep
+        self.tape: deque = deque(maxlen=keep)
+        self.panel, self.view, self.hub, self.renderer = panel, view, hub, renderer
+        self.backfill_s = backfill_s
 
     async def backfill(self, bus: Bus) -> str:
-        since_ms = int((time.time() - self.BACKFILL_S) * 1000)
-        cursor, last = f"{since_ms}", []
-        while True:  # keep only the newest `keep` entries, whatever the trade rate
-            page = await bus.range(self.stream, cursor, "+", count=PAGE)
-            last = (last + page)[-self.keep:]
-            if len(page) < PAGE:
-                break
-            cursor = "(" + page[-1].id
-        records = self._decode(last)
-        if records:
-            self.handle(records)
-        return last[-1].id if last else "$"
+        return self.resume_after(await newest(bus, self.stream, self.backfill_s, self.keep))
 
     def handle(self, records: list[tuple[str, object]]) -> None:
         self.tape.extend(rec for _, rec in records)
-        self.hub.publish(self.panel, self.renderer.panel(
-            self.panel, views.trades_view(reversed(self.tape), self.venues)))
+        self.hub.publish(self.panel, self.renderer.panel(self.panel, self.view(list(reversed(self.tape)))))
 
 
 class HealthFeed(Feed):
@@ -214,12 +249,66 @@ class HealthFeed(Feed):
 
     async def backfill(self, bus: Bus) -> str:
         entry = await bus.latest(self.stream)
-        if entry is None:
-            return "$"
-        records = self._decode([entry])
-        if records:
-            self.handle(records)
-        return entry.id
+        return self.resume_after([entry] if entry else [])
 
     def handle(self, records: list[tuple[str, object]]) -> None:
         self.hub.publish(HEALTH, self.renderer.panel(HEALTH, views.health_view(records[-1][1], self.venues)))
+
+
+def expecting(decode: Callable[[bytes], object], cls: type) -> Callable[[bytes], object]:
+    """`decode`, rejecting a record of another kind than the stream carries."""
+    def check(data: bytes) -> object:
+        rec = decode(data)
+        if not isinstance(rec, cls):
+            raise SchemaError(f"expected a {cls.__name__}, got a {type(rec).__name__}")
+        return rec
+    return check
+
+
+class LatestByKeyFeed(Feed):
+    """The newest record per key (e.g. the position of each symbol), rendered into one panel."""
+
+    BACKFILL_S = 7 * 86_400
+    BACKFILL_KEEP = 5_000
+
+    def __init__(self, stream: str, decode: Callable[[bytes], object], key: Callable[[object], str],
+                 panel: str, view: Callable[[dict], dict], hub: Hub, renderer: Renderer):
+        super().__init__(stream, decode)
+        self.keep = 1_000
+        self.latest: dict[str, object] = {}
+        self.key, self.panel, self.view, self.hub, self.renderer = key, panel, view, hub, renderer
+
+    async def backfill(self, bus: Bus) -> str:
+        return self.resume_after(await newest(bus, self.stream, self.BACKFILL_S, self.BACKFILL_KEEP))
+
+    def handle(self, records: list[tuple[str, object]]) -> None:
+        for _, rec in records:
+            self.latest[self.key(rec)] = rec
+        self.hub.publish(self.panel, self.renderer.panel(self.panel, self.view(self.latest)))
+
+
+class CurveFeed(Feed):
+    """A stream of account snapshots (about one a second): the newest one as a panel with
+    the curve of `value(record)` over the last `window_s`, one point per time slot."""
+
+    POINTS = 600
+
+    def __init__(self, stream: str, decode: Callable[[bytes], object], value: Callable[[object], float],
+                 panel: str, view: Callable[[object, list], dict], window_s: float, hub: Hub, renderer: Renderer):
+        super().__init__(stream, decode)
+        self.series = SlotSeries(window_s / self.POINTS, self.POINTS)
+        self.value, self.panel, self.view, self.hub, self.renderer = value, panel, view, hub, renderer
+
+    async def backfill(self, bus: Bus) -> str:
+        entries = await one_per_slot(bus, self.stream, self.series.window_s, self.series.slot_s)
+        records = self._decode(entries)
+        for _, rec in records[:-1]:
+            self.series.add(rec.ts / 1e9, self.value(rec))
+        if records:
+            self._show(records[-1:])
+        return entries[-1].id if entries else "$"
+
+    def handle(self, records: list[tuple[str, object]]) -> None:
+        rec = records[-1][1]
+        self.series.add(rec.ts / 1e9, self.value(rec))
+        self.hub.publish(self.panel, self.renderer.panel(self.panel, self.view(rec, list(self.series.points))))

@@ -10,13 +10,25 @@ from __future__ import annotations
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from ..streams import HEALTH_STREAM, book_stream, trades_stream
+from ..streams import (EXEC_FILLS_STREAM, EXEC_ORDERS_STREAM, EXEC_PNL_STREAM, EXEC_POSITIONS_STREAM,
+                       EXEC_RISK_STREAM, HEALTH_STREAM, SIGNALS_STREAM, book_stream, trades_stream)
 
 # Per-symbol panels fed by the book stream, then the trades panel, then global panels.
 BOOK_PANELS = ("ladder", "stats", "venues", "heatmap", "profile")
 SYMBOL_PANELS = (*BOOK_PANELS, "trades")
 STATUS = "status"
 HEALTH = "health"
+SIGNALS = "signals"
+ACCOUNT, POSITIONS, ORDERS, FILLS, RISK = "account", "positions", "orders", "fills", "risk"
+MODEL_PANELS = (SIGNALS,)
+EXECUTOR_PANELS = (ACCOUNT, POSITIONS, ORDERS, FILLS, RISK)
+# Who writes each consumer-page panel's stream, and how to start it (for the empty state).
+WRITERS = {SIGNALS: ("trainer", "cobstack train"),
+           **{p: ("executor", "cobstack execute") for p in EXECUTOR_PANELS}}
+# The stream each global panel is drawn from, for its empty state.
+PANEL_STREAMS = {HEALTH: HEALTH_STREAM, SIGNALS: SIGNALS_STREAM, ACCOUNT: EXEC_PNL_STREAM,
+                 POSITIONS: EXEC_POSITIONS_STREAM, ORDERS: EXEC_ORDERS_STREAM, FILLS: EXEC_FILLS_STREAM,
+                 RISK: EXEC_RISK_STREAM}
 
 
 def panel_name(kind: str, symbol: str | None = None) -> str:
@@ -30,9 +42,7 @@ def source_stream(panel: str) -> str | None:
         return book_stream(symbol)
     if kind == "trades":
         return trades_stream(symbol)
-    if kind == HEALTH:
-        return HEALTH_STREAM
-    return None
+    return PANEL_STREAMS.get(kind)
 
 
 class Renderer:
@@ -45,7 +55,9 @@ class Renderer:
         """One panel's fragment; `view` None renders its empty state."""
         kind, _, symbol = panel.partition(".")
         template = self.env.get_template(f"partials/{kind}.html")
-        return template.render(v=view, symbol=symbol, stream=source_stream(panel), **context)
+        writer, start = WRITERS.get(kind, ("ingest", "cobstack ingest"))
+        return template.render(v=view, symbol=symbol, stream=source_stream(panel), writer=writer,
+                               start=start, **context)
 
     def page(self, name: str, **context) -> str:
         return self.env.get_template(f"{name}.html").render(**context)

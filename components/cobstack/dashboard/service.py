@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -12,31 +13,64 @@ import uvicorn
 
 from ..bus.base import Bus
 from ..config import Settings
+from ..core import schema
+from ..executor import records
+from ..streams import (EXEC_FILLS_STREAM, EXEC_ORDERS_STREAM, EXEC_PNL_STREAM, EXEC_POSITIONS_STREAM,
+                       EXEC_RISK_STREAM, SIGNALS_STREAM, trades_stream)
+from ..trainer.signals import decode_signal
 from . import views
 from .app import Dashboard, create_app
-from .feeds import BookFeed, Feed, HealthFeed, TradesFeed
+from .feeds import BookFeed, CurveFeed, Feed, HealthFeed, LatestByKeyFeed, TapeFeed, expecting
 from .hub import Hub
-from .render import STATUS, Renderer
+from .render import ACCOUNT, FILLS, ORDERS, POSITIONS, RISK, SIGNALS, STATUS, Renderer, panel_name
 
 log = logging.getLogger("cobstack.dashboard")
 
 STATUS_EVERY_S = 1.0
+TRADES_BACKFILL_S = 120  # how far back the trades tape looks when the dashboard starts
+HISTORY_S = 86_400  # how far back the model and executor tapes look
+PNL_WINDOW_S = 3_600  # the equity curve's window
+SIGNALS_SHOWN = 30
+EXEC_SHOWN = 25
 
 
 def build(settings: Settings) -> Dashboard:
+    """Every feed, grouped by the component that writes its stream."""
     hub, renderer = Hub(), Renderer()
     books = {s: BookFeed(settings, s, hub, renderer) for s in settings.symbols}
-    feeds: list[Feed] = [*books.values(), *(TradesFeed(settings, s, hub, renderer) for s in settings.symbols),
-                         HealthFeed(settings, hub, renderer)]
-    return Dashboard(settings, hub, renderer, feeds, books)
+    venues = settings.venues
+    tape = functools.partial(TapeFeed, hub=hub, renderer=renderer)
+    ingest: list[Feed] = [
+        *books.values(),
+        *(tape(trades_stream(s), schema.decode_trade, panel_name("trades", s), settings.dashboard.trades_shown,
+               lambda recs: views.trades_view(recs, venues), backfill_s=TRADES_BACKFILL_S)
+          for s in settings.symbols),
+        HealthFeed(settings, hub, renderer),
+    ]
+    trainer: list[Feed] = [
+        tape(SIGNALS_STREAM, decode_signal, SIGNALS, SIGNALS_SHOWN, views.signals_view, backfill_s=HISTORY_S),
+    ]
+    executor: list[Feed] = [
+        CurveFeed(EXEC_PNL_STREAM, expecting(records.decode, records.PnlRecord), lambda p: p.equity, ACCOUNT,
+                  views.account_view, PNL_WINDOW_S, hub, renderer),
+        LatestByKeyFeed(EXEC_POSITIONS_STREAM, expecting(records.decode, records.PositionRecord),
+                        lambda r: r.symbol, POSITIONS, views.positions_view, hub, renderer),
+        tape(EXEC_ORDERS_STREAM, expecting(records.decode, records.OrderRecord), ORDERS, EXEC_SHOWN,
+             views.orders_view, backfill_s=HISTORY_S),
+        tape(EXEC_FILLS_STREAM, expecting(records.decode, records.FillRecord), FILLS, EXEC_SHOWN,
+             views.fills_view, backfill_s=HISTORY_S),
+        tape(EXEC_RISK_STREAM, expecting(records.decode, records.RiskRecord), RISK, EXEC_SHOWN,
+             views.risk_view, backfill_s=HISTORY_S),
+    ]
+    return Dashboard(settings, hub, renderer, {"ingest": ingest, "trainer": trainer, "executor": executor}, books)
 
 
 def publish_status(dash: Dashboard, now: float) -> None:
     """The header's component strip, from the newest entry each component's streams got."""
-    ingest = [f.last_entry for f in dash.feeds if isinstance(f, (BookFeed, HealthFeed)) and f.last_entry]
+    seen = {name: max((f.last_entry for f in feeds if f.last_entry), default=None)
+            for name, feeds in dash.components.items()}
     bus_error = next((f.error for f in dash.feeds if f.error), None)
-    view = views.status_view(now, {"ingest": max(ingest, default=None)}, bus_error)
-    dash.hub.publish(STATUS, dash.renderer.panel(STATUS, view))
+    dash.hub.publish(STATUS, dash.renderer.panel(STATUS, views.status_view(now, seen, bus_error)))
 
 
 class _Server(uvicorn.Server):
@@ -73,7 +107,10 @@ async def serve(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
 
     async def status_ticker() -> None:
         while True:
-            publish_status(dash, time.time())
+            try:
+                publish_status(dash, time.time())
+            except Exception:  # noqa: BLE001 - keep ticking; the strip shows the last good state
+                log.exception("dashboard: cannot render the status strip")
             await asyncio.sleep(STATUS_EVERY_S)
 
     tasks.append(asyncio.create_task(status_ticker(), name="dashboard:status"))

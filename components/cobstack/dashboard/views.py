@@ -62,8 +62,8 @@ def stamp(snap: Snapshot) -> dict:
     """The timestamps every snapshot panel carries, epoch seconds: `recv_ts` when ingest
     received the newest venue frame in it (latency is measured from it), `ts` when ingest
     published it (staleness is judged by it)."""
-    return {"recv_ts": f"{snap.recv_ts / 1e9:.3f}", "ts": f"{snap.ts / 1e9:.3f}", "seq": snap.seq,
-            "clock": fmt_clock(snap.ts)}
+    return {"recv_ts": None if snap.recv_ts is None else f"{snap.recv_ts / 1e9:.3f}",
+            "ts": f"{snap.ts / 1e9:.3f}", "seq": snap.seq, "clock": fmt_clock(snap.ts)}
 
 
 # -- overview panels ------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def heatmap_column(snap: Snapshot, slot_s: float) -> dict | None:
     if not b.size or not (b.bids or b.asks):
         return None
     return {
-        "t": round(math.floor(snap.ts / 1e9 / slot_s) * slot_s, 3), "step": b.size,
+        "t": round(math.floor(snap.ts / 1e9 / slot_s) * slot_s, 6), "step": b.size,
         "b0": b.bids[0].price if b.bids else None, "a0": b.asks[0].price if b.asks else None,
         "bids": [_sig(r.total) for r in b.bids], "asks": [_sig(r.total) for r in b.asks],
         "mid": snap.features.mid, "dp": price_decimals(snap.features.mid),
@@ -233,4 +233,91 @@ def status_view(now: float, last_seen: dict[str, float | None], bus_error: str |
         running = age is not None and age <= QUIET_S.get(name, 60.0)
         items.append({"name": name, "running": running, "age": fmt_ms(None if age is None else age * 1000),
                       "hint": START_HINT.get(name, ""), "never": seen is None})
-    return {"items": items, "bus_error": bus_error}
+    return {"components": items, "bus_error": bus_error}
+
+
+# -- model page (trainer streams) ----------------------------------------------------------
+
+
+def signals_view(signals: Sequence) -> dict:
+    """Newest signal per symbol (action, class probabilities, model, how old its snapshot
+    was when the model answered) and the recent signals, newest first."""
+    latest: dict[str, dict] = {}
+    rows = []
+    for s in signals:
+        row = {"symbol": s.symbol, "action": s.action, "confidence": f"{s.confidence:.2f}",
+               "probs": [f"{p * 100:.0f}" for p in s.probs], "model": s.model_version,
+               "horizon": s.horizon, "clock": fmt_clock(s.ts), "lag": fmt_ms((s.ts - s.source_ts) / 1e6)}
+        latest.setdefault(s.symbol, row)
+        rows.append(row)
+    return {"ts": f"{signals[0].ts / 1e9:.3f}" if signals else None,
+            "latest": [latest[k] for k in sorted(latest)], "rows": rows}
+
+
+# -- executor page --------------------------------------------------------------------------
+
+
+def fmt_money(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.2f}"
+
+
+def curve(points: Sequence[tuple[float, float]], width: int = 600, height: int = 150) -> dict | None:
+    """An SVG polyline of (t, y) points in a width x height box (y up), with its range."""
+    if len(points) < 2:
+        return None
+    t0, t1 = points[0][0], points[-1][0]
+    lo, hi = min(y for _, y in points), max(y for _, y in points)
+    pad = (hi - lo) * 0.05 or max(abs(hi) * 1e-4, 1e-9)
+    lo, hi = lo - pad, hi + pad
+    sx = width / ((t1 - t0) or 1)
+    sy = height / (hi - lo)
+    path = " ".join(f"{(t - t0) * sx:.1f},{height - (y - lo) * sy:.1f}" for t, y in points)
+    return {"points": path, "width": width, "height": height, "lo": lo, "hi": hi,
+            "from": fmt_clock(int(t0 * 1e9)), "to": fmt_clock(int(t1 * 1e9))}
+
+
+def account_view(p, curve_points: Sequence[tuple[float, float]]) -> dict:
+    """The account from the newest PnL record, its equity curve and the risk state."""
+    return {
+        "ts": f"{p.ts / 1e9:.3f}", "clock": fmt_clock(p.ts),
+        "equity": fmt_money(p.equity), "cash": fmt_money(p.cash), "realised": fmt_money(p.realised),
+        "unrealised": fmt_money(p.unrealised), "fees": fmt_money(p.fees), "peak": fmt_money(p.peak),
+        "drawdown": fmt_money(p.drawdown), "pnl_side": "bid" if p.realised + p.unrealised - p.fees >= 0 else "ask",
+        "halted": p.halted, "killed": p.killed,
+        "marks": [{"symbol": sym, "qty": fmt_size(m.get("qty")), "mark": fmt_price(m.get("mark"), price_decimals(m.get("mark"))),
+                   "unrealised": fmt_money(m.get("unrealised"))} for sym, m in sorted(p.marks.items())],
+        "counters": sorted(p.counters.items()),
+        "curve": curve(curve_points),
+    }
+
+
+def positions_view(latest: dict) -> dict:
+    rows = [{"symbol": r.symbol, "qty": fmt_size(r.qty), "side": "bid" if r.qty > 0 else "ask" if r.qty < 0 else "dim",
+             "avg_cost": fmt_price(r.avg_cost, price_decimals(r.avg_cost)), "realised": fmt_money(r.realised),
+             "fees": fmt_money(r.fees), "clock": fmt_clock(r.ts)} for _, r in sorted(latest.items())]
+    return {"rows": rows}
+
+
+def orders_view(orders: Sequence) -> dict:
+    return {"rows": [{
+        "clock": fmt_clock(o.ts), "symbol": o.symbol, "side": o.side, "qty": fmt_size(o.qty),
+        "requested": fmt_size(o.requested), "price": fmt_price(o.expected_price, price_decimals(o.expected_price)),
+        "slippage": f"{o.expected_slippage_bps:.2f}", "confidence": f"{o.confidence:.2f}",
+        "venues": ", ".join(f"{c.get('venue')} {fmt_size(c.get('qty'))}" for c in o.children),
+    } for o in orders]}
+
+
+def fills_view(fills: Sequence) -> dict:
+    return {"rows": [{
+        "clock": fmt_clock(f.ts), "symbol": f.symbol, "venue": f.venue, "side": f.side, "status": f.status,
+        "qty": fmt_size(f.qty), "requested": fmt_size(f.requested),
+        "price": fmt_price(f.price, price_decimals(f.price)), "fee": fmt_money(f.fee),
+        "expected": f"{f.expected_slippage_bps:.2f}",
+        "realised": "–" if f.realised_slippage_bps is None else f"{f.realised_slippage_bps:.2f}",
+        "reason": f.reason or "",
+    } for f in fills]}
+
+
+def risk_view(events: Sequence) -> dict:
+    return {"rows": [{"clock": fmt_clock(r.ts), "symbol": r.symbol or "–", "rule": r.rule, "reason": r.reason}
+                     for r in events]}
