@@ -191,7 +191,7 @@ def test_snapshot_flags_stale_venue_and_zeroes_its_columns():
     b = view("b", [(100004, 3)], [(100011, 4)], age=30.0, ts=1.7e9 + 5)
     snap = p.snapshot([a, b], [], NOW_NS)
     assert [s["included"] for s in snap["status"]] == [True, False]
-    assert snap["status"][1]["reason"] == "stale: no update for 30.0s (limit 10s)"
+    assert snap["status"][1]["reason"] == "stale: no update for 30.0s (limit 5s)"
     assert snap["ladder"]["bids"] == [[100005.0, 1.0, [1.0, 0.0]]]
     assert snap["buckets"]["bids"] == [[100000.0, 1.0, [1.0, 0.0]], [99990.0, 0.0, [0.0, 0.0]]]
     assert snap["buckets"]["asks"] == [[100020.0, 2.0, [2.0, 0.0]], [100030.0, 0.0, [0.0, 0.0]]]
@@ -241,3 +241,15 @@ def test_buckets_partition_levels_and_never_mix_sides(books, size):
         top_bid = bucket_side(sides[True], size, 1, len(venues), True)[0][0]
         top_ask = bucket_side(sides[False], size, 1, len(venues), False)[0][0]
         assert top_bid < top_ask
+
+
+def test_pipeline_config_lists_every_problem():
+    with pytest.raises(ValueError) as e:
+        PipelineConfig(depth=10, ladder_levels=20, imbalance_levels=(1, 50), quote_policy="fx",
+                       tensor_buckets=0, bucket_size=-1.0)
+    text = str(e.value)
+    for part in ("bucket_size", "imbalance_levels", "depth (10)", "quote_policy", "tensor_buckets"):
+        assert part in text
+    assert PipelineConfig(buckets_per_side=7).k == 7 and PipelineConfig(tensor_buckets=3).k == 3
+    with pytest.raises(ValueError, match="non-empty list without repeats"):
+        SymbolPipeline("BTC-USD", ["a", "a"])

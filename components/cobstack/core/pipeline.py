@@ -28,9 +28,9 @@ class PipelineConfig:
     depth: int = 200  # most levels read per venue and side
     ladder_levels: int = 20  # consolidated ladder rows per side
     buckets_per_side: int = 20
-    tensor_buckets: int = 20  # K: the model tensor has 2K rows
+    tensor_buckets: int | None = None  # K: the model tensor has 2K rows; None: buckets_per_side
     imbalance_levels: tuple[int, ...] = (1, 5, 10)
-    stale_after_s: float = 10.0
+    stale_after_s: float = 5.0
     quote_policy: str = PAR  # "par" or "rate"
     rate_band: float = 0.05  # a reference rate outside 1 +- band is not believed
     session_seconds: int = 86400
@@ -38,18 +38,25 @@ class PipelineConfig:
     value_area: float = 0.70
     profile_levels: int = 100  # most volume-profile rows published (centred on the POC)
 
+    @property
+    def k(self) -> int:
+        """Model tensor buckets per side."""
+        return self.tensor_buckets or self.buckets_per_side
+
     def __post_init__(self) -> None:
         problems = []
         if self.bucket_size is not None and not self.bucket_size > 0:
             problems.append(f"bucket_size must be > 0 or None, got {self.bucket_size}")
-        for name in ("depth", "ladder_levels", "buckets_per_side", "tensor_buckets",
-                     "session_seconds", "profile_levels"):
+        for name in ("depth", "ladder_levels", "buckets_per_side", "session_seconds",
+                     "profile_levels"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.imbalance_levels or not all(
                 1 <= n <= self.ladder_levels for n in self.imbalance_levels):
             problems.append(f"imbalance_levels must be between 1 and ladder_levels "
                             f"({self.ladder_levels}), got {self.imbalance_levels}")
+        if self.tensor_buckets is not None and self.tensor_buckets < 1:
+            problems.append(f"tensor_buckets must be >= 1 or None, got {self.tensor_buckets}")
         if self.depth < self.ladder_levels:
             problems.append(f"depth ({self.depth}) must be >= ladder_levels ({self.ladder_levels})")
         if self.quote_policy not in QUOTE_POLICIES:
@@ -133,7 +140,7 @@ class SymbolPipeline:
                 self._fix_bucket(nice_size(price))
         size = self.bucket_size
 
-        n_buckets = max(cfg.buckets_per_side, cfg.tensor_buckets)
+        n_buckets = max(cfg.buckets_per_side, cfg.k)
         span = (n_buckets + 1) * size if size else None
         sides: dict[bool, Side] = {
             is_bid: gather(members, is_bid, cfg.depth, cfg.ladder_levels,
@@ -165,7 +172,7 @@ class SymbolPipeline:
                         "asks": _rows(bkt[False][0][:nb], bkt[False][1][:nb])},
             "features": features,
             "profile": profile,
-            "tensor": model_tensor(bkt[True][1], bkt[False][1], cfg.tensor_buckets),
+            "tensor": model_tensor(bkt[True][1], bkt[False][1], cfg.k),
         }
 
     def _profile(self, trades: list[TradeLike], now_ns: int) -> dict:
