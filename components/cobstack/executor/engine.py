@@ -55,7 +55,8 @@ class Engine:
             return [self._risk(ledger, now, input_id, None, "bad_signal", f"undecodable signal: {e}")]
         return self._decide(ledger, input_id, sig, markets, now)
 
-    def on_control(self, ledger: Ledger, input_id: str, data: bytes, now: int) -> list[Output]:
+    def on_control(self, ledger: Ledger, input_id: str, data: bytes, markets: Mapping[str, Market],
+                   now: int) -> list[Output]:
         try:
             cmd = records.decode(data)
             if cmd.kind != CONTROL:
@@ -70,6 +71,7 @@ class Engine:
             return [self._risk(ledger, now, input_id, None, "halt", f"manual halt: {ledger.halted}")]
         cleared = [what for what in (ledger.halted and "halt", ledger.killed and "kill switch") if what]
         ledger.halted = ledger.killed = None
+        ledger.peak_equity = ledger.equity(_marks(markets))[0]  # drawdown counts from here on
         return [self._risk(ledger, now, input_id, None, "resumed",
                            f"resumed ({cmd.reason or 'no reason given'}); cleared: {', '.join(cleared) or 'nothing'}")]
 
@@ -96,8 +98,8 @@ class Engine:
             return block("stale_signal", f"signal's snapshot is {age_ms:.0f} ms old, limit {cfg.stale_signal_ms} ms",
                          age_ms, cfg.stale_signal_ms)
         m = markets.get(sym)
-        if m is None or m.mid is None:
-            return block("no_book", f"no {sym} snapshot with a mid price yet")
+        if m is None:
+            return block("no_book", f"no {sym} snapshot yet")
         book_ms = (now - m.ts) / 1e6
         if over(book_ms, cfg.stale_book_ms):
             return block("stale_book", f"latest {sym} snapshot is {book_ms:.0f} ms old, limit {cfg.stale_book_ms} ms",
@@ -105,6 +107,8 @@ class Engine:
         if not m.books:
             flagged = "; ".join(f"{v}: {why}" for v, why in m.flagged.items())
             return block("flagged_book", f"no {sym} venue book fit to trade ({flagged or 'no venues'})")
+        if m.mid is None:
+            return block("no_book", f"the {sym} book is one-sided: no mid to size and limit an order")
 
         direction = sig.direction if sig.confidence >= cfg.min_confidence else 0
         if direction == 0:
@@ -203,7 +207,7 @@ class Engine:
     def mark(self, ledger: Ledger, markets: Mapping[str, Market], now: int) -> list[Output]:
         """Mark to market: the PnL record, and the kill switch if the drawdown is past its limit."""
         out = self._check_drawdown(ledger, markets, now, "")
-        marks = {s: m.mid for s, m in markets.items()}
+        marks = _marks(markets)
         equity, unrealised = ledger.equity(marks)
         out.append((EXEC_PNL_STREAM, record(
             PNL, ts=now, equity=equity, cash=ledger.cash, unrealised=unrealised,
@@ -217,7 +221,7 @@ class Engine:
 
     def _check_drawdown(self, ledger: Ledger, markets: Mapping[str, Market], now: int,
                         input_id: str) -> list[Output]:
-        equity, _ = ledger.equity({s: m.mid for s, m in markets.items()})
+        equity, _ = ledger.equity(_marks(markets))
         ledger.peak_equity = max(ledger.peak_equity, equity)
         drawdown = ledger.peak_equity - equity
         if ledger.killed or not over(drawdown, self.cfg.max_drawdown):
@@ -233,6 +237,10 @@ class Engine:
         return (EXEC_RISK_STREAM, record(RISK, ts=now, input_id=input_id, symbol=symbol, rule=rule, reason=reason,
                                          value=None if value is None else float(value),
                                          limit=None if limit is None else float(limit)))
+
+
+def _marks(markets: Mapping[str, Market]) -> dict[str, float | None]:
+    return {s: m.mid for s, m in markets.items()}
 
 
 def next_due(ledger: Ledger) -> int | None:

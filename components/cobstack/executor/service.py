@@ -149,7 +149,7 @@ class Executor:
             if e.stream == SIGNALS_STREAM:
                 out += engine.on_signal(ledger, e.id, e.data, self.markets, now)
             else:
-                out += engine.on_control(ledger, e.id, e.data, now)
+                out += engine.on_control(ledger, e.id, e.data, self.markets, now)
         out += engine.fill_due(ledger, self.markets, now)
         if now >= self.next_pnl:
             out += engine.mark(ledger, self.markets, now)
