@@ -14,6 +14,7 @@ from cobstack.core.buckets import bucket_side, default_size, nice_size
 from cobstack.core.consolidate import (FloatMemo, VenueView, assess, gather, ladder, quote_rate,
                                        touch)
 from cobstack.core.pipeline import PipelineConfig, SymbolPipeline
+from cobstack.venues.base import Trade
 
 NOW_NS = 1_700_000_000 * 10**9
 
@@ -183,6 +184,12 @@ def test_pipeline_derives_and_then_fixes_bucket_size_for_other_symbols():
     assert snap["buckets"]["size"] == 0.02
     snap = p.snapshot([view("a", [(300, 1)], [(300.02, 1)])], [], NOW_NS)
     assert snap["buckets"]["size"] == 0.02  # the grid never moves once set
+    # with no book yet, the first sane trade price sets it; garbage prices are passed over
+    p = SymbolPipeline("DOGE-USD", ["a"])
+    snap = p.snapshot([view("a", [], [])], [Trade("a", "DOGEUSD", float("inf"), 1.0, "buy", 1.7e9),
+                                            Trade("a", "DOGEUSD", 0.25, 4.0, "buy", 1.7e9)], NOW_NS)
+    assert snap["buckets"]["size"] == 0.00002 and snap["profile"]["buy_volume"] == 4.0
+    assert snap["profile"]["rejected"] == 1
 
 
 def test_snapshot_flags_stale_venue_and_zeroes_its_columns():

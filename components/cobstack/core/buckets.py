@@ -28,7 +28,7 @@ def nice_size(price: float) -> float:
         raise ValueError(f"cannot derive a bucket size from price {price!r}")
     target = price * 1e-4
     exp = math.floor(math.log10(target))
-    steps = [m * 10.0 ** e for e in (exp, exp + 1) for m in (1, 2, 5)]
+    steps = [float(f"{m}e{e}") for e in (exp, exp + 1) for m in (1, 2, 5)]  # exact literals
     return min(steps, key=lambda s: abs(math.log10(s / target)))
 
 

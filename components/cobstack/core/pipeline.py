@@ -9,6 +9,7 @@ only comes in as arguments. The returned dict is exactly what `schema.encode` ta
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -133,10 +134,11 @@ class SymbolPipeline:
         top = touch(members)
         trades = list(trades)
         if self.bucket_size is None:
-            price = (top.bid + top.ask) / 2 if top else next(
-                (t.price * self.rates.get(t.venue, 1.0) for t in trades
-                 if isinstance(t.price, (int, float)) and t.price > 0), None)
-            if price:
+            prices = [(top.bid + top.ask) / 2] if top else [
+                t.price * self.rates.get(t.venue, 1.0) for t in trades
+                if type(t.price) in (float, int)]
+            price = next((p for p in prices if p > 0 and math.isfinite(p)), None)
+            if price is not None:
                 self._fix_bucket(nice_size(price))
         size = self.bucket_size
 
