@@ -28,18 +28,25 @@ def book(venue: str, bids, asks) -> L2Book:
     return b
 
 
-def snapshot(trades=(), kraken_live=True) -> schema.Snapshot:
-    """binance and coinbase share the best bid 100.00; kraken (when live) holds the best ask."""
-    pipe = SymbolPipeline("BTC-USD", VENUES, PipelineConfig(bucket_size=10.0, ladder_levels=5,
+def pipeline() -> SymbolPipeline:
+    return SymbolPipeline("BTC-USD", VENUES, PipelineConfig(bucket_size=10.0, ladder_levels=5,
                                                              imbalance_levels=(1, 5)))
+
+
+def encoded(pipe: SymbolPipeline, now_ns: int = NOW_NS, trades=(), kraken_live=True) -> bytes:
+    """A snapshot as ingest publishes it: binance and coinbase share the best bid 100.00;
+    kraken (when live) holds the best ask."""
     views_ = [
         VenueView("binance", book("binance", [("100.00", "1.5"), ("99.00", "2")], [("102.00", "1")]), "USDT", True, 0.05),
         VenueView("coinbase", book("coinbase", [("100.00", "0.5"), ("98.00", "4")], [("103.00", "2")]), "USD", True, 0.2),
         VenueView("kraken-v1", book("kraken-v1", [("99.50", "1")], [("101.00", "0.25")]), "USD", kraken_live, 0.1,
                   "" if kraken_live else "resync"),
     ]
-    record = pipe.snapshot(views_, list(trades), NOW_NS, recv_ns=NOW_NS - 3_000_000)
-    return schema.decode_snapshot(schema.encode(record))
+    return schema.encode(pipe.snapshot(views_, list(trades), now_ns, recv_ns=now_ns - 3_000_000))
+
+
+def snapshot(trades=(), kraken_live=True) -> schema.Snapshot:
+    return schema.decode_snapshot(encoded(pipeline(), trades=trades, kraken_live=kraken_live))
 
 
 def test_ladder_shows_each_venues_share_of_a_level_scaled_to_the_largest_level():

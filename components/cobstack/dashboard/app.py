@@ -141,7 +141,7 @@ class DashboardCollector:
                 ("delivered", hub.stats.delivered, "Fragments sent to browsers"),
                 ("conflated", hub.stats.conflated, "Fragments replaced by a newer one before a browser read them")):
             yield CounterMetricFamily(f"cobstack_dashboard_fragments_{name}", text, value=value)
-        per_stream = (("records", "Stream entries read"), ("rejected", "Malformed records skipped"),
+        per_stream = (("records", "Stream entries read since start (history excluded)"), ("rejected", "Malformed records skipped"),
                       ("gaps", "Retention gaps seen"), ("render_errors", "Records that failed to render"))
         for attr, text in per_stream:
             c = CounterMetricFamily(f"cobstack_dashboard_{attr}", text, labels=["stream"])
