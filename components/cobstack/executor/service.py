@@ -37,7 +37,7 @@ from .routing import Market, market
 log = logging.getLogger("cobstack.executor")
 
 GROUP = "executor"
-INPUTS = [SIGNALS_STREAM, EXEC_CONTROL_STREAM]
+INPUTS = [EXEC_CONTROL_STREAM, SIGNALS_STREAM]  # control first: it wins a tie in publish time
 MAX_WAIT_MS = 250  # longest blocking read: bounds how late `stop` and the clock are noticed
 
 
@@ -139,7 +139,9 @@ class Executor:
                 unique.append(e)
         done = {s: await self.bus.done(EXEC_STATE_KEY, s, ids) for s, ids in by_stream.items()}
         out = []
-        for e in unique:
+        # in publish order across streams (ids are publish times): a halt sent before a signal stops
+        # it; the sort is stable and read_group lists control first, so a same-ms halt goes first too
+        for e in sorted(unique, key=lambda e: parse_id(e.id)):
             if e.id in done[e.stream]:
                 self.stats["redelivered_done"] += 1
                 continue
