@@ -17,6 +17,7 @@ BENCHMARKS = {
     "pipeline": "cobstack.bench.replay:run_pipeline",
     "latency": "cobstack.bench.latency:run",
     "rss": "cobstack.bench.latency:run_rss",
+    "dashboard": "cobstack.bench.dashboard:run",
 }
 
 
