@@ -99,9 +99,13 @@ class Executor:
         log.info("executor at state v%d: cash %.2f, %d positions, %d orders in flight, halted=%s killed=%s",
                  self.version, self.ledger.cash, len(self.ledger.positions), len(self.ledger.inflight),
                  self.ledger.halted, self.ledger.killed)
+        taken_back = 0
         for stream in INPUTS:
             while entries := await self.bus.pending_for(stream, GROUP, self.cfg.consumer, self.cfg.batch):
+                taken_back += len(entries)
                 await self._step(entries)
+        if taken_back:
+            log.info("executor took back %d inputs read but not committed before a restart", taken_back)
         await self._claim()
 
     async def _claim(self) -> None:
