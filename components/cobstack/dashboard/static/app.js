@@ -112,10 +112,17 @@
       canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
     }
     // grid: one pixel per time slot (x) and per price bucket (y), centred on the newest mid
-    const step = last.step, half = Math.max(last.bids.length, last.asks.length);
-    // the time axis spans the columns held (at least a minute), up to the configured window
+    // rows: as many buckets either side of the mid as the window's resting liquidity reaches
+    const step = last.step;
+    let reach = 4;
+    for (const c of cols) {
+      for (let k = c.bids.length - 1; k > reach; k--) if (c.bids[k] > 0) { reach = k; break; }
+      for (let k = c.asks.length - 1; k > reach; k--) if (c.asks[k] > 0) { reach = k; break; }
+    }
+    const half = reach + 2;
+    // the time axis spans the columns held (at least 30 s), up to the configured window
     const held = (last.t - cols[0].t) / hm.slot + 1;
-    const nx = Math.round(Math.min(hm.keep / hm.slot, Math.max(60 / hm.slot, held))), ny = 2 * half + 1;
+    const nx = Math.round(Math.min(hm.keep / hm.slot, Math.max(30 / hm.slot, held))), ny = 2 * half + 1;
     const centre = Math.round(last.mid / step);  // bucket index at the middle row
     const sizes = [];
     for (const c of cols) { for (const s of c.bids) if (s > 0) sizes.push(s); for (const s of c.asks) if (s > 0) sizes.push(s); }
