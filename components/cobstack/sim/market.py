@@ -192,8 +192,8 @@ class _SymbolState:
 class Market:
     """All simulated venues for all symbols, driven by one seed.
 
-    rate: multiplier of the event rates (1.0 gives tens of book events per second per venue
-    and symbol; a bench raises it). dt: simulated seconds per step. t0: venue time of step 0.
+    rate: multiplier of the event rates (1.0 gives about 100 book events and 20 trades per
+    second per venue and symbol; a bench raises it; volume and volatility do not change). dt: simulated seconds per step. t0: venue time of step 0.
     """
 
     BOOK_EVENTS_PER_S = 60.0  # random resting-order activity per venue and symbol at rate 1

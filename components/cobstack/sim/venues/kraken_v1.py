@@ -126,6 +126,8 @@ class KrakenV1(Wire):
         super().__init__(market, symbols)
         self.channel_ids: dict[str, int] = {}  # channel key -> channelID
         self.mirrors = {n: _Mirror(book) for n, book in self.books.items()}
+        # Created on first subscribe and kept (at most one per depth and pair): cheaper than
+        # tracking subscriber counts, and a resubscribe gets a snapshot consistent with it.
         self.book_channels: dict[str, list[_BookChannel]] = {n: [] for n in self.books}
 
     def _chan_id(self, key: str) -> int:
