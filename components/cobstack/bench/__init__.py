@@ -18,6 +18,7 @@ BENCHMARKS = {
     "latency": "cobstack.bench.latency:run",
     "rss": "cobstack.bench.latency:run_rss",
     "dashboard": "cobstack.bench.dashboard:run",
+    "executor": "cobstack.bench.executor:run",
 }
 
 

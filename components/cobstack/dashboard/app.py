@@ -3,7 +3,9 @@
 Pages render the hub's latest fragments (the same partials SSE sends), so a page load reads
 nothing from the bus. `/sse/{page}` subscribes the browser to its page's panels in the hub:
 it first gets every panel's current fragment (a reconnect after a restart is brought up to
-date at once), then each change, conflated to the pace it reads at.
+date at once), then each change, conflated to the pace it reads at. Each fragment is
+encoded as an SSE event once, when published; every browser is sent the same bytes. The
+status strip, on every page, is republished each second, which doubles as the keep-alive.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.sse import format_sse_event
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -99,16 +101,20 @@ def create_app(dash: Dashboard) -> FastAPI:
         """The page's panels, checked before the stream starts (a bad page is a plain 404)."""
         return dash.page_panels(name, known(symbol) if symbol is not None else None)
 
-    @app.get("/sse/{name}", response_class=EventSourceResponse)
-    async def sse(panels: list[str] = Depends(sse_panels)) -> AsyncIterator[ServerSentEvent]:
+    @app.get("/sse/{name}")
+    async def sse(panels: list[str] = Depends(sse_panels)) -> StreamingResponse:
         sub = hub.subscribe(panels)
-        try:
-            yield ServerSentEvent(comment="cobstack", retry=settings.dashboard.sse_retry_ms)
-            while batch := await sub.next():
-                for panel, html in batch:
-                    yield ServerSentEvent(raw_data=html, event=panel)
-        finally:
-            sub.close()
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                yield format_sse_event(comment="cobstack", retry=settings.dashboard.sse_retry_ms)
+                while names := await sub.next():
+                    yield b"".join(hub.wire[n] for n in names)
+            finally:
+                sub.close()
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -153,3 +159,8 @@ class DashboardCollector:
         for f in feeds:
             up.add_metric([f.stream], 0.0 if f.error else 1.0)
         yield up
+
+
+def sse_event(panel: str, html: str) -> bytes:
+    """One panel update on the wire: the SSE event named after the panel, its fragment as data."""
+    return format_sse_event(data_str=html, event=panel)

@@ -1,7 +1,8 @@
 """The fan-out hub: the latest rendered fragment of every panel, conflated per browser.
 
-Feeds (one reader task per stream) render each update ONCE and `publish` it here; every
-browser holds a `Subscription` to the panels of the page it shows. A subscription keeps only
+Feeds (one reader task per stream) render each update ONCE and `publish` it here, where it
+is also encoded ONCE for the wire (`encode`, e.g. as an SSE event); every browser holds a
+`Subscription` to the panels of the page it shows and writes the same bytes. A subscription keeps only
 the NAMES of panels changed since it last sent (an ordered set), never a queue of fragments:
 when a browser is slow, newer fragments overwrite older ones and it receives the latest state
 of each panel at its own pace. Memory per browser is bounded by its page's panel count, and
@@ -11,8 +12,8 @@ publishing never waits for a browser.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -39,17 +40,17 @@ class Subscription:
             self.dirty[panel] = None
         self._wake.set()
 
-    async def next(self) -> list[tuple[str, str]]:
-        """Wait for changes; the latest fragment of each changed panel. [] once closed."""
+    async def next(self) -> list[str]:
+        """Wait for changes; the names of the panels changed since the last call, in the
+        order they first changed (their latest state is in the hub). [] once closed."""
         while not self.dirty and not self.closed:
             self._wake.clear()
             await self._wake.wait()
         if self.closed:
             return []
         names, self.dirty = list(self.dirty), {}
-        out = [(name, self.hub.latest[name]) for name in names]
-        self.hub.stats.delivered += len(out)
-        return out
+        self.hub.stats.delivered += len(names)
+        return names
 
     def close(self) -> None:
         self.closed = True
@@ -58,8 +59,10 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self) -> None:
-        self.latest: dict[str, str] = {}
+    def __init__(self, encode: Callable[[str, str], bytes] = lambda panel, html: html.encode()) -> None:
+        self.encode = encode
+        self.latest: dict[str, str] = {}  # panel -> newest fragment
+        self.wire: dict[str, bytes] = {}  # panel -> newest fragment, encoded for the browsers
         self.stats = HubStats()
         self._by_panel: dict[str, set[Subscription]] = {}
         self._subs: set[Subscription] = set()
@@ -70,6 +73,7 @@ class Hub:
 
     def publish(self, panel: str, html: str) -> None:
         self.latest[panel] = html
+        self.wire[panel] = self.encode(panel, html)
         self.stats.published += 1
         for sub in self._by_panel.get(panel, ()):
             sub.mark(panel)

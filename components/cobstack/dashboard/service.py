@@ -19,7 +19,7 @@ from ..streams import (EXEC_FILLS_STREAM, EXEC_ORDERS_STREAM, EXEC_PNL_STREAM, E
                        EXEC_RISK_STREAM, SIGNALS_STREAM, trades_stream)
 from ..trainer.signals import decode_signal
 from . import views
-from .app import Dashboard, create_app
+from .app import Dashboard, create_app, sse_event
 from .feeds import BookFeed, CurveFeed, Feed, HealthFeed, LatestByKeyFeed, TapeFeed, expecting
 from .hub import Hub
 from .render import ACCOUNT, FILLS, ORDERS, POSITIONS, RISK, SIGNALS, STATUS, Renderer, panel_name
@@ -36,7 +36,7 @@ EXEC_SHOWN = 25
 
 def build(settings: Settings) -> Dashboard:
     """Every feed, grouped by the component that writes its stream."""
-    hub, renderer = Hub(), Renderer()
+    hub, renderer = Hub(sse_event), Renderer()
     books = {s: BookFeed(settings, s, hub, renderer) for s in settings.symbols}
     venues = settings.venues
     tape = functools.partial(TapeFeed, hub=hub, renderer=renderer)

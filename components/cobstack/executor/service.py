@@ -141,7 +141,10 @@ class Executor:
             if e.id not in ids:
                 ids.append(e.id)
                 unique.append(e)
-        done = {s: await self.bus.done(EXEC_STATE_KEY, s, ids) for s, ids in by_stream.items()}
+        # Only an id at or below the stream's cursor (the newest committed) can have been done:
+        # the state we extend is the latest (commits are conditional on its version).
+        done = {s: await self.bus.done(EXEC_STATE_KEY, s, [i for i in ids if self._seen(s, i)])
+                for s, ids in by_stream.items()}
         out = []
         # in publish order across streams (ids are publish times): a halt sent before a signal stops
         # it; the sort is stable and read_group lists control first, so a same-ms halt goes first too
@@ -149,8 +152,7 @@ class Executor:
             if e.id in done[e.stream]:
                 self.stats["redelivered_done"] += 1
                 continue
-            last = ledger.cursor.get(e.stream)
-            if last is None or parse_id(e.id) > parse_id(last):
+            if not self._seen(e.stream, e.id):
                 ledger.cursor[e.stream] = e.id
             if e.stream == SIGNALS_STREAM:
                 out += engine.on_signal(ledger, e.id, e.data, self.markets, now)
@@ -167,6 +169,10 @@ class Executor:
                               maxlen=self.cfg.stream_maxlen)
         self.version += 1
         self.stats["commits"] += 1
+
+    def _seen(self, stream: str, entry_id: str) -> bool:
+        last = self.ledger.cursor.get(stream)
+        return last is not None and parse_id(entry_id) <= parse_id(last)
 
     # --- books ------------------------------------------------------------------------------
 
