@@ -76,27 +76,26 @@ class SnapshotTally:
     snapshots really flow through the bus (not just that ingest produced them)."""
 
     def __init__(self, bus: Bus, symbols: list[str]):
-        self.reader = StreamReader(bus, {book_stream(s): "$" for s in symbols})
+        self.reader = StreamReader(bus, [book_stream(s) for s in symbols], block_ms=200)
         self.counts = {s: 0 for s in symbols}
-        self.last: dict[str, dict] = {}
+        self.last: dict[str, schema.Snapshot] = {}
         self.gaps = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for item in await self.reader.next_batch(block_ms=200):
+            for item in await self.reader.next_batch():
                 if not isinstance(item, Entry):
                     self.gaps += 1
                     continue
                 snap = schema.decode_snapshot(item.data)
-                self.counts[snap["symbol"]] += 1
-                self.last[snap["symbol"]] = snap
+                self.counts[snap.symbol] += 1
+                self.last[snap.symbol] = snap
 
     def result(self) -> dict:
         return {
             "snapshots_received": dict(self.counts),
             "venues_in_last_snapshot": {
-                s: sorted(v for v, st in snap["venue_status"].items() if st["live"])
-                for s, snap in self.last.items()
+                s: sorted(st.venue for st in snap.status if st.included) for s, snap in self.last.items()
             },
             "gaps": self.gaps,
         }

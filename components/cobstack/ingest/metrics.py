@@ -24,11 +24,11 @@ class IngestCollector:
         self.ingest = ingest
 
     def collect(self):
-        h = self.ingest.health(time.time())
+        ingest = self.ingest
         for name in _COUNTERS:
             c = CounterMetricFamily(f"cobstack_venue_{name}", f"Venue {name.replace('_', ' ')}", labels=["venue"])
-            for venue, v in h["venues"].items():
-                c.add_metric([venue], v[name])
+            for venue, adapter in ingest.adapters.items():
+                c.add_metric([venue], getattr(adapter.stats, name))
             yield c
         rej = CounterMetricFamily("cobstack_venue_rejected", "Rejected venue input by kind", labels=["venue", "kind"])
         up = GaugeMetricFamily("cobstack_venue_up", "1 when the venue connection is live", labels=["venue"])
@@ -36,21 +36,23 @@ class IngestCollector:
                                  labels=["venue", "instrument"])
         age = GaugeMetricFamily("cobstack_venue_last_message_age_seconds", "Seconds since the last frame",
                                 labels=["venue"])
-        for venue, v in h["venues"].items():
-            for kind, n in v["rejected"].items():
+        now = time.time()
+        for venue, adapter in ingest.adapters.items():
+            health = ingest.connections[venue].health
+            for kind, n in adapter.stats.rejected.items():
                 rej.add_metric([venue, kind], n)
-            up.add_metric([venue], 1.0 if v["state"] == "live" else 0.0)
-            for inst, state in v["instruments"].items():
+            up.add_metric([venue], 1.0 if health.state == "live" else 0.0)
+            for inst, state in adapter.state.items():
                 live.add_metric([venue, inst], 1.0 if state == "live" else 0.0)
-            if v["last_msg_age_ms"] is not None:
-                age.add_metric([venue], v["last_msg_age_ms"] / 1000)
+            if health.last_msg_ts:
+                age.add_metric([venue], now - health.last_msg_ts)
         yield from (rej, up, live, age)
         pub = CounterMetricFamily("cobstack_snapshots_published", "Snapshots published", labels=["symbol"])
-        for symbol, n in h["published"].items():
+        for symbol, n in ingest.published.items():
             pub.add_metric([symbol], n)
         yield pub
-        yield GaugeMetricFamily("cobstack_bus_up", "1 when the bus accepts writes", value=1.0 if h["bus"]["up"] else 0.0)
-        yield GaugeMetricFamily("cobstack_trade_backlog", "Trades waiting for the bus", value=h["bus"]["trade_backlog"])
+        yield GaugeMetricFamily("cobstack_bus_up", "1 when the bus accepts writes", value=1.0 if ingest.bus_up else 0.0)
+        yield GaugeMetricFamily("cobstack_trade_backlog", "Trades waiting for the bus", value=len(ingest.trade_backlog))
 
 
 def metrics_app(ingest: Ingest) -> web.Application:
@@ -66,8 +68,8 @@ def metrics_app(ingest: Ingest) -> web.Application:
 
     async def readyz(_: web.Request) -> web.Response:
         h = ingest.health(time.time())
-        live = [v for v, x in h["venues"].items() if x["state"] == "live"]
-        ok = bool(live) and h["bus"]["up"]
+        live = [v["venue"] for v in h["venues"] if v["state"] == "live"]
+        ok = bool(live) and ingest.bus_up
         body = {"ready": ok, "live_venues": live, "bus": h["bus"]}
         return web.Response(status=200 if ok else 503, body=orjson.dumps(body), content_type="application/json")
 

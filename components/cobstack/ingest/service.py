@@ -117,12 +117,13 @@ class Ingest:
         for symbol in symbols:
             trades, self.trades[symbol] = self.trades[symbol], []
             snap = self.pipelines[symbol].snapshot(self.views(symbol, now), trades, now_ns)
-            snap["recv_ts"] = self.pending.pop(symbol, now)
-            items.append((book_stream(symbol), schema.encode_snapshot(snap)))
+            snap["recv_ts"] = int(self.pending.pop(symbol, now) * 1e9)
+            items.append((book_stream(symbol), schema.encode(snap)))
             for t in trades:
                 if len(self.trade_backlog) == TRADE_BUFFER:
                     self.trades_dropped += 1
-                self.trade_backlog.append((trades_stream(symbol), schema.encode_trade(symbol, t)))
+                quote = self.routes[(t.venue, t.instrument)].quote
+                self.trade_backlog.append((trades_stream(symbol), schema.encode(schema.trade_record(symbol, t, quote))))
         return items
 
     async def _publisher(self) -> None:
@@ -174,8 +175,7 @@ class Ingest:
                 self.pending.setdefault(symbol, now)
             self._wake.set()
             try:
-                await self.bus.publish(HEALTH_STREAM, schema.encode_health(self.health(now)),
-                                       maxlen=10_000)
+                await self.bus.publish(HEALTH_STREAM, schema.encode(self.health(now)), maxlen=10_000)
             except BusUnavailable as e:
                 self._bus_down(str(e))
 
@@ -197,34 +197,30 @@ class Ingest:
     # -- observability -----------------------------------------------------------------------
 
     def health(self, now: float) -> dict:
-        venues = {}
+        """The health record (schema `health`), published on the health stream and served
+        on /healthz: per venue connection state and message, sync states, counters."""
+        venues = []
         for venue, adapter in self.adapters.items():
             h = self.connections[venue].health
-            venues[venue] = {
-                "state": h.state, "message": h.message, "connects": h.connects,
-                "last_msg_age_ms": round((now - h.last_msg_ts) * 1000) if h.last_msg_ts else None,
-                "lag_ms": h.lag_ms, "rest_requests": h.rest_requests, "rest_errors": dict(h.errors),
-                "instruments": {n: adapter.state[n] for n in adapter.books},
-                **adapter.stats.as_dict(),
-            }
-        return {
-            "ts": int(now * 1e9), "venues": venues,
-            "bus": {"up": self.bus_up, "message": self.bus_message,
-                    "trade_backlog": len(self.trade_backlog), "trades_dropped": self.trades_dropped},
-            "published": dict(self.published),
-        }
+            row = schema.venue_health(
+                venue, h.state, {n: adapter.state[n] for n in adapter.books}, adapter.stats.as_dict(),
+                h.lag_ms if h.last_msg_ts else None,
+                round((now - h.last_msg_ts) * 1000) if h.last_msg_ts else None)
+            row["message"] = h.message
+            venues.append(row)
+        return schema.health_record(int(now * 1e9), venues, "ok" if self.bus_up else "down",
+                                    self.bus_message)
 
     def summary(self) -> dict:
         h = self.health(time.time())
         return {
-            "snapshots": dict(self.published),
-            "venues_healthy": sorted(v for v, x in h["venues"].items()
-                                     if x["state"] == "live" and all(s == "live" for s in x["instruments"].values())),
-            "messages": {v: x["messages"] for v, x in h["venues"].items()},
-            "resyncs": {v: x["resyncs"] for v, x in h["venues"].items()},
-            "checksum_failures": {v: x["checksum_failures"] for v, x in h["venues"].items()},
-            "rejected": {v: x["rejected"] for v, x in h["venues"].items() if x["rejected"]},
-            "bus": h["bus"],
+            "snapshots_published": dict(self.published),
+            "venues_healthy": sorted(v["venue"] for v in h["venues"] if v["state"] == "live"),
+            "messages": {v["venue"]: v["messages"] for v in h["venues"]},
+            "resyncs": {v["venue"]: v["resyncs"] for v in h["venues"]},
+            "checksum_failures": {v["venue"]: v["checksum_failures"] for v in h["venues"]},
+            "rejected": {v["venue"]: v["rejected"] for v in h["venues"] if v["rejected"]},
+            "bus": {**h["bus"], "trade_backlog": len(self.trade_backlog), "trades_dropped": self.trades_dropped},
         }
 
 
