@@ -180,3 +180,19 @@ async def test_a_lost_consumer_group_neither_repeats_nor_skips(redis_server):
     assert len(orders) == len(set(orders)) == 10
     assert "consumer group lost" in log
     await bus.close()
+
+
+def test_control_command_line_appends_a_command(redis_server):
+    from cobstack.executor.control import main
+
+    assert main(["halt", "--redis", redis_server.url, "--reason", "fat finger"]) == 0
+    bus = RedisStreamsBus(redis_server.url)
+
+    async def latest():
+        try:
+            return await bus.latest("cob:exec:control")
+        finally:
+            await bus.close()
+
+    cmd = records.decode(asyncio.run(latest()).data)
+    assert (cmd.command, cmd.reason) == ("halt", "fat finger")
