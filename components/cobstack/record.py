@@ -7,13 +7,12 @@ sent and received and every REST body, so a capture replays exactly as the sessi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from .capture import CaptureWriter
 from .config import Settings
 from .core.symbols import venue_instrument
-from .stack import venue_endpoints
+from .stack import open_venues
 from .venues.connect import VenueConnection
 from .venues.registry import make_adapter
 
@@ -21,7 +20,7 @@ from .venues.registry import make_adapter
 async def record(settings: Settings, out: str, duration: float) -> dict:
     """Record every configured venue for `duration` seconds into `out`; returns line counts."""
     counts: dict[str, int] = {}
-    endpoints, closers = await venue_endpoints(settings)
+    venues = await open_venues(settings)
     with CaptureWriter(out) as writer:
         def tap(kind: str, url: str, data: str) -> None:
             writer.write(time.time(), kind, url, data)
@@ -30,7 +29,7 @@ async def record(settings: Settings, out: str, duration: float) -> dict:
         conns = []
         for venue in settings.venues:
             natives = [venue_instrument(venue, s).native for s in settings.symbols]
-            ws_url, rest_url = endpoints.get(venue, (None, None))
+            ws_url, rest_url = venues.endpoints.get(venue, (None, None))
             adapter = make_adapter(venue, natives, ws_url=ws_url, rest_url=rest_url)
             conns.append(VenueConnection(adapter, lambda a, t: (a.dirty.clear(), a.trades.clear()), tap=tap))
         tasks = [asyncio.create_task(c.run()) for c in conns]
@@ -38,7 +37,5 @@ async def record(settings: Settings, out: str, duration: float) -> dict:
         for c in conns:
             await c.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
-    for close in closers:
-        with contextlib.suppress(Exception):
-            await close()
+    await venues.close()
     return {"file": out, "lines": counts}

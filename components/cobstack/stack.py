@@ -14,6 +14,8 @@ import importlib.util
 import logging
 import signal
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .bus import StreamReader, make_bus
 from .bus.base import Bus, Entry
@@ -22,6 +24,11 @@ from .core import schema
 from .ingest.metrics import start_metrics
 from .ingest.service import Ingest
 from .streams import book_stream
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from .sim.server import SimHandle
 
 log = logging.getLogger("cobstack.stack")
 
@@ -37,38 +44,61 @@ def available_consumers() -> list[str]:
     return [name for name, mod in CONSUMERS.items() if importlib.util.find_spec(mod) is not None]
 
 
-async def start_ingest(settings: Settings, bus: Bus) -> tuple[Ingest, list]:
-    """Ingest plus, for `source: sim`, the simulated venues it connects to. Returns the
-    ingest and the things to close on shutdown."""
-    endpoints, closers = await venue_endpoints(settings)
-    ingest = Ingest(settings, bus, endpoints)
-    await ingest.start()
-    closers.insert(0, ingest.stop)
-    port = settings.ingest.metrics_port
-    if port:
-        try:
-            runner = await start_metrics(ingest, settings.ingest.metrics_host, port)
-        except OSError as e:
-            raise SystemExit(f"cannot serve ingest metrics on {settings.ingest.metrics_host}:{port}: {e}; "
-                             "set ingest.metrics_port (COBSTACK_INGEST__METRICS_PORT) to a free port or 0") from e
-        closers.append(runner.cleanup)
-    return ingest, closers
+@dataclass
+class Venues:
+    """Where each venue is reached, and the simulated venues started for it (if any)."""
+
+    endpoints: dict[str, tuple[str, str | None]]
+    sim: "SimHandle | None" = None
+
+    async def close(self) -> None:
+        if self.sim is not None:
+            await self.sim.stop()
 
 
-async def venue_endpoints(settings: Settings) -> tuple[dict[str, tuple[str, str | None]], list]:
-    """Where each venue is reached: configured overrides, else (source sim) simulated venues
-    started here on loopback, else the live endpoints (absent from the map)."""
+async def open_venues(settings: Settings) -> Venues:
+    """Configured endpoint overrides, else (source sim) simulated venues started here on
+    loopback, else the live endpoints (absent from the map)."""
     endpoints = {v: (e.ws_url, e.rest_url) for v, e in settings.endpoints.items()}
-    closers = []
     to_simulate = [v for v in settings.venues if v not in endpoints]
+    sim = None
     if settings.source == "sim" and to_simulate:
         from .sim.server import start_sim
 
         sim = await start_sim(to_simulate, settings.symbols, seed=settings.sim.seed,
                               speed=settings.sim.speed, rate=settings.sim.rate)
-        closers.append(sim.stop)
         endpoints.update(sim.endpoints)
-    return endpoints, closers
+    return Venues(endpoints, sim)
+
+
+@dataclass
+class RunningIngest:
+    ingest: Ingest
+    venues: Venues
+    metrics: "web.AppRunner | None" = None
+
+    async def close(self) -> None:
+        await self.ingest.stop()
+        if self.metrics is not None:
+            await self.metrics.cleanup()
+        await self.venues.close()
+
+
+async def start_ingest(settings: Settings, bus: Bus) -> RunningIngest:
+    """Ingest, its metrics endpoint and, for `source: sim`, the simulated venues."""
+    venues = await open_venues(settings)
+    ingest = Ingest(settings, bus, venues.endpoints)
+    await ingest.start()
+    running = RunningIngest(ingest, venues)
+    port = settings.ingest.metrics_port
+    if port:
+        try:
+            running.metrics = await start_metrics(ingest, settings.ingest.metrics_host, port)
+        except OSError as e:
+            await running.close()
+            raise SystemExit(f"cannot serve ingest metrics on {settings.ingest.metrics_host}:{port}: {e}; "
+                             "set ingest.metrics_port (COBSTACK_INGEST__METRICS_PORT) to a free port or 0") from e
+    return running
 
 
 class SnapshotTally:
@@ -109,15 +139,14 @@ async def run_components(settings: Settings, components: list[str], duration: fl
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     bus = make_bus(settings.redis_url)
-    closers: list = []
     tasks: list[asyncio.Task] = []
-    ingest = None
+    running = None
     tally = SnapshotTally(bus, settings.symbols)
     started = time.monotonic()
     try:
         tasks.append(asyncio.create_task(tally.run(stop), name="tally"))
         if "ingest" in components:
-            ingest, closers = await start_ingest(settings, bus)
+            running = await start_ingest(settings, bus)
         for name in components:
             if name != "ingest":
                 serve = importlib.import_module(CONSUMERS[name]).serve
@@ -131,16 +160,15 @@ async def run_components(settings: Settings, components: list[str], duration: fl
                 raise t.exception()
     finally:
         stop.set()
-        for close in closers:
-            with contextlib.suppress(Exception):
-                await close()
+        if running is not None:
+            await running.close()
         await asyncio.wait(tasks, timeout=5)
         for t in tasks:
             t.cancel()
         await bus.close()
     summary = {"duration_s": round(time.monotonic() - started, 1), "components": components,
                "bus": "redis" if settings.redis_url else "memory"}
-    if ingest is not None:
-        summary.update(ingest.summary())
+    if running is not None:
+        summary.update(running.ingest.summary())
     summary.update(tally.result())
     return summary
