@@ -1,0 +1,71 @@
+"""Model and executor panels rendered from records made by the trainer's and executor's own
+encoders (decoded back the way the dashboard reads them)."""
+
+from cobstack.dashboard import views
+from cobstack.dashboard.render import Renderer
+from cobstack.executor import records as ex
+from cobstack.trainer.signals import decode_signal, encode_signal, make_signal
+
+T = 1_700_000_000_000_000_000
+render = Renderer().panel
+
+
+def signal(symbol: str, ts: int, probs: list[float]):
+    return decode_signal(encode_signal(make_signal(symbol, ts, "1-0", ts - 4_000_000, "tiny-abc@400", 10, probs)))
+
+
+def test_signals_panel_shows_the_newest_signal_per_symbol_and_the_recent_tape():
+    newest_first = [signal("BTC-USD", T + 2, [0.1, 0.2, 0.7]), signal("ETH-USD", T + 1, [0.6, 0.3, 0.1]),
+                    signal("BTC-USD", T, [0.7, 0.2, 0.1])]
+    v = views.signals_view(newest_first)
+    assert [(s["symbol"], s["action"]) for s in v["latest"]] == [("BTC-USD", "buy"), ("ETH-USD", "sell")]
+    assert v["latest"][0]["lag"] == "4 ms" and v["latest"][0]["probs"] == ["10", "20", "70"]
+    html = render("signals", v)
+    assert html.count('class="act buy"') == 2 and "tiny-abc@400" in html and "not running" not in html
+
+
+def pnl(ts: int, equity: float, halted=None, killed=None):
+    return ex.decode(ex.encode(ex.record(
+        ex.PNL, ts=ts, equity=equity, cash=9_000.0, realised=12.5, unrealised=-2.25, fees=1.5, peak=10_020.0,
+        drawdown=10_020.0 - equity, halted=halted, killed=killed,
+        marks={"BTC-USD": {"qty": 0.02, "mark": 60_000.5, "unrealised": -2.25}}, counters={"orders": 3, "blocked": 1})))
+
+
+def test_account_panel_shows_equity_curve_and_risk_state():
+    points = [(T / 1e9 + i, 10_000.0 + i) for i in range(5)]
+    v = views.account_view(pnl(T, 10_004.0, halted="manual: operator"), points)
+    # equity 10000..10004 padded by 5% of the range: the first (lowest) point sits 0.2/4.4 of 150 px up
+    assert v["curve"]["points"].split()[0] == f"0.0,{150 - 0.2 / 4.4 * 150:.1f}"
+    html = render("account", v)
+    assert "HALTED: manual: operator" in html and "10,004.00" in html and "<polyline" in html
+    assert "60,000.50" in html and "blocked" in html
+    assert "KILL SWITCH" in render("account", views.account_view(pnl(T, 9_000.0, killed="drawdown 1020 > 1000"), []))
+
+
+def test_fills_orders_positions_and_risk_panels():
+    fill = ex.decode(ex.encode(ex.record(
+        ex.FILL, order_id="5-0", symbol="BTC-USD", venue="kraken-v1", side="buy", requested=0.02, qty=0.01,
+        price=60_001.0, notional=600.01, fee=0.15, status="partial", reason="depth exhausted at limit",
+        ts=T, decided_ts=T - 1, signal_ts=T - 2, expected_price=60_000.5, expected_slippage_bps=1.2,
+        realised_slippage_bps=None)))
+    html = render("fills", views.fills_view([fill]))
+    assert "partial" in html and "depth exhausted at limit" in html and "1.20 / –" in html
+    order = ex.decode(ex.encode(ex.record(
+        ex.ORDER, id="5-0", symbol="BTC-USD", side="sell", requested=0.02, qty=0.02, ts=T, signal_ts=T - 1,
+        model_version="m", confidence=0.8, ref_mid=60_000.0, limit=59_990.0, expected_price=59_999.0,
+        expected_fee=0.3, expected_slippage_bps=0.9,
+        children=[{"venue": "binance", "qty": 0.015}, {"venue": "coinbase", "qty": 0.005}])))
+    assert "binance 0.0150, coinbase 0.0050" in render("orders", views.orders_view([order]))
+    pos = ex.decode(ex.encode(ex.record(ex.POSITION, ts=T, symbol="BTC-USD", qty=-0.5, avg_cost=60_010.0,
+                                        realised=3.0, fees=0.4, cash=1.0)))
+    assert 'class="ask">-0.5000' in render("positions", views.positions_view({"BTC-USD": pos}))
+    risk = ex.decode(ex.encode(ex.record(ex.RISK, ts=T, input_id="7-0", symbol="ETH-USD", rule="stale_book",
+                                         reason="book 6.2 s old > 5 s", value=6.2, limit=5.0)))
+    assert "stale_book" in render("risk", views.risk_view([risk]))
+
+
+def test_empty_consumer_panels_name_the_component_and_how_to_start_it():
+    assert "trainer not running" in render("signals", None) and "cobstack train" in render("signals", None)
+    for panel, stream in (("account", "cob:exec:pnl"), ("fills", "cob:exec:fills"), ("risk", "cob:exec:risk")):
+        html = render(panel, None)
+        assert "executor not running" in html and "cobstack execute" in html and stream in html
