@@ -78,6 +78,27 @@ def cmd_component(name: str):
     return lambda args: _run(args, [name])
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Serve the simulated venues alone; print their endpoints as one JSON line (a config
+    snippet for `endpoints:`) so an ingest in another process or pod can connect to them."""
+    from .sim.server import start_sim
+
+    settings = _settings(args)
+
+    async def serve() -> None:
+        sim = await start_sim(settings.venues, settings.symbols, seed=settings.sim.seed,
+                              speed=settings.sim.speed, rate=settings.sim.rate, host=args.host)
+        print(json.dumps({"endpoints": {v: {"ws_url": ws, "rest_url": rest}
+                                        for v, (ws, rest) in sim.endpoints.items()}}), flush=True)
+        try:
+            await asyncio.sleep(args.duration if args.duration is not None else float("inf"))
+        finally:
+            await sim.stop()
+
+    asyncio.run(serve())
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .replay import replay
 
@@ -127,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=text)
         _common(p)
         p.set_defaults(func=cmd_component(name))
+
+    p = sub.add_parser("sim", help="serve the simulated venues alone and print their endpoints")
+    _common(p)
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("replay", help="replay a capture through the venue adapter and report consistency")
     p.add_argument("file", help="capture JSONL (format: ../shared/recordings/README.md)")

@@ -16,7 +16,6 @@ BENCHMARKS = {
     "replay": "cobstack.bench.replay:run",
     "pipeline": "cobstack.bench.replay:run_pipeline",
     "latency": "cobstack.bench.latency:run",
-    "rss": "cobstack.bench.latency:run_rss",
     "dashboard": "cobstack.bench.dashboard:run",
     "executor": "cobstack.bench.executor:run",
 }
