@@ -43,7 +43,7 @@ run: install ## Run the whole stack in one process on simulated venues (dashboar
 	$(VENV)/bin/cobstack up --sim $(ARGS)
 
 .PHONY: test
-test: install system-deps ## Run the whole test suite (starts its own redis-server, chromium, API server)
+test: install system-deps tools ## Run the whole suite (installs redis-server, chromium, builds the control plane; starts its own)
 	$(PY) -m pytest -q $(ARGS)
 
 .PHONY: bench
