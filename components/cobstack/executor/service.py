@@ -93,6 +93,7 @@ class Executor:
         run (or this one, before an error) had read but not committed."""
         self.version, blob = await self.bus.load_state(EXEC_STATE_KEY)
         self.ledger = Ledger.from_bytes(blob) if blob else Ledger.fresh(self.cfg.starting_cash)
+        await self._load_books()  # inputs taken back below are decided on the current books
         for stream in INPUTS:
             # a new group starts at "$": signals from before the executor's first start are history
             await self.bus.ensure_group(stream, GROUP, self.ledger.cursor.get(stream, "$"))
@@ -178,24 +179,27 @@ class Executor:
 
     async def _tail_books(self, stop: asyncio.Event) -> None:
         """Keep `markets` at each symbol's newest snapshot (older ones in a batch are skipped)."""
-        streams = {book_stream(s): s for s in self.symbols}
         reader: StreamReader | None = None
         while not stop.is_set():
             try:
                 if reader is None:
-                    cursors = {}
-                    for stream in streams:
-                        newest = await self.bus.latest(stream)
-                        if newest is not None:
-                            self._on_book(newest)
-                        cursors[stream] = newest.id if newest else "0"
-                    reader = StreamReader(self.bus, cursors, block_ms=MAX_WAIT_MS)
+                    reader = StreamReader(self.bus, await self._load_books(), block_ms=MAX_WAIT_MS)
                 newest_per_stream = {e.stream: e for e in await reader.next_batch() if isinstance(e, Entry)}
                 for e in newest_per_stream.values():
                     self._on_book(e)
             except BusUnavailable as e:
                 log.warning("executor book reader: %s; retrying in 0.5 s", e)
                 await _sleep(stop, 0.5)
+
+    async def _load_books(self) -> dict[str, str]:
+        """Each symbol's newest snapshot into `markets`; returns the book streams' cursors."""
+        cursors = {}
+        for symbol in self.symbols:
+            newest = await self.bus.latest(book_stream(symbol))
+            if newest is not None:
+                self._on_book(newest)
+            cursors[book_stream(symbol)] = newest.id if newest else "0"
+        return cursors
 
     def _on_book(self, e: Entry) -> None:
         try:
