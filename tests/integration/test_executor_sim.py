@@ -4,7 +4,6 @@ from live snapshots are routed across the three venues and filled on each one's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from cobstack.bus import Entry, MemoryBus, StreamReader
@@ -26,7 +25,7 @@ async def test_signals_on_simulated_books_trade_across_venues():
         "max_notional_per_minute": 1e12, "pnl_interval_ms": 200})
     bus = MemoryBus()
     stop = asyncio.Event()
-    _, closers = await start_ingest(s, bus)
+    ingest = await start_ingest(s, bus)
     executor = asyncio.create_task(serve(s, bus, stop))
     try:
         while await bus.latest(EXEC_PNL_STREAM) is None:  # executor up, group created
@@ -48,9 +47,7 @@ async def test_signals_on_simulated_books_trade_across_venues():
     finally:
         stop.set()
         await asyncio.wait_for(executor, 5)
-        for close in closers:
-            with contextlib.suppress(Exception):
-                await close()
+        await ingest.close()
     risk = [records.decode(e.data) for e in await bus.range(EXEC_RISK_STREAM)]
     orders = [records.decode(e.data) for e in await bus.range(EXEC_ORDERS_STREAM)]
     fills = [records.decode(e.data) for e in await bus.range(EXEC_FILLS_STREAM)]
