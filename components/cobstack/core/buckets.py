@@ -43,9 +43,14 @@ def bucket_index(price: np.ndarray, size: float, is_bid: bool) -> np.ndarray:
     return (np.floor(q + SNAP) if is_bid else np.ceil(q - SNAP)).astype(np.int64)
 
 
-def label(index: int, size: float) -> float:
-    """The bucket's price, free of binary noise (1234 * 0.01 -> 12.34)."""
-    return round(index * size, 10)
+def labels(indexes: np.ndarray, size: float) -> np.ndarray:
+    """Bucket prices free of binary noise: bucket 1234 of 0.01 is 12.34, where 1234 * 0.01
+    is 12.340000000000002. A size whose inverse is a whole number divides instead, and an
+    IEEE division gives the double nearest the true decimal; other sizes multiply."""
+    per_unit = round(1 / size)
+    if per_unit > 1 and abs(per_unit * size - 1) < 1e-12:
+        return indexes / per_unit
+    return indexes * size
 
 
 def bucket_side(side: Side, size: float, n: int, n_venues: int,
@@ -63,5 +68,6 @@ def bucket_side(side: Side, size: float, n: int, n_venues: int,
     keep = rank < n
     sizes = np.bincount(rank[keep] * n_venues + side.venue[keep], weights=side.size[keep],
                         minlength=n * n_venues)
-    step = -1 if is_bid else 1
-    return [label(first + step * i, size) for i in range(n)], sizes.reshape(n, n_venues)
+    offsets = np.arange(n)
+    grid = first - offsets if is_bid else first + offsets
+    return labels(grid, size).tolist(), sizes.reshape(n, n_venues)

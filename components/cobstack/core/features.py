@@ -40,16 +40,14 @@ def top_features(t: Touch | None) -> dict:
             "crossed": spread < 0}
 
 
-def imbalance(bid_totals: np.ndarray, ask_totals: np.ndarray,
+def imbalance(bid_totals: Sequence[float], ask_totals: Sequence[float],
               levels: Sequence[int]) -> dict[str, float | None]:
-    """(B - A) / (B + A) over the top n consolidated levels, for each n; None when both empty.
-
-    Keys are str(n) so the map survives msgpack's string-key rule.
-    """
+    """(B - A) / (B + A) over the top n consolidated levels (totals best first), for each n;
+    None when both sides are empty. Keys are str(n): msgpack maps want string keys."""
     out: dict[str, float | None] = {}
     for n in levels:
-        b = float(bid_totals[:n].sum())
-        a = float(ask_totals[:n].sum())
+        b = sum(bid_totals[:n])
+        a = sum(ask_totals[:n])
         out[str(n)] = (b - a) / (b + a) if b + a > 0 else None
     return out
 

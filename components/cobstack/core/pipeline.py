@@ -70,8 +70,8 @@ class PipelineConfig:
             raise ValueError("PipelineConfig: " + "; ".join(problems))
 
 
-def _rows(prices: Iterable[float], sizes: np.ndarray) -> list[list]:
-    return [[float(p), sum(s), s] for p, s in zip(prices, sizes.tolist())]
+def _rows(prices: Iterable[float], sizes: np.ndarray, totals: list[float]) -> list[list]:
+    return [[float(p), t, s] for p, t, s in zip(prices, totals, sizes.tolist())]
 
 
 def _reach(members: Sequence[Member], is_bid: bool, span: float | None) -> float | None:
@@ -153,9 +153,9 @@ class SymbolPipeline:
         bkt = {is_bid: bucket_side(sides[is_bid], size, n_buckets, n_venues, is_bid) if size
                else empty for is_bid in (True, False)}
 
+        totals = {is_bid: lad[is_bid][1].sum(axis=1).tolist() for is_bid in (True, False)}
         features = top_features(top)
-        features["imbalance"] = imbalance(lad[True][1].sum(axis=1), lad[False][1].sum(axis=1),
-                                          cfg.imbalance_levels)
+        features["imbalance"] = imbalance(totals[True], totals[False], cfg.imbalance_levels)
         self.ofi, ofi = ofi_flush(ofi_step(self.ofi, top, tuple(m.index for m in members)))
         features.update(ofi)
 
@@ -168,10 +168,13 @@ class SymbolPipeline:
             "ts": now_ns, "source_ts": round(source_ts * 1e9) if source_ts > 0 else None,
             "recv_ts": recv_ns,
             "venues": list(self.venues), "status": status,
-            "ladder": {"bids": _rows(*lad[True]), "asks": _rows(*lad[False])},
+            "ladder": {"bids": _rows(*lad[True], totals[True]),
+                       "asks": _rows(*lad[False], totals[False])},
             "buckets": {"size": size or 0.0,
-                        "bids": _rows(bkt[True][0][:nb], bkt[True][1][:nb]),
-                        "asks": _rows(bkt[False][0][:nb], bkt[False][1][:nb])},
+                        "bids": _rows(bkt[True][0], bkt[True][1][:nb],
+                                      bkt[True][1][:nb].sum(axis=1).tolist()),
+                        "asks": _rows(bkt[False][0], bkt[False][1][:nb],
+                                      bkt[False][1][:nb].sum(axis=1).tolist())},
             "features": features,
             "profile": profile,
             "tensor": model_tensor(bkt[True][1], bkt[False][1], cfg.k),

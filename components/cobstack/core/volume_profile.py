@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 from bisect import insort
 
-from .buckets import SNAP, label
+import numpy as np
+
+from .buckets import SNAP, labels
 
 SIDES = ("buy", "sell")
 
@@ -106,11 +108,11 @@ class VolumeProfile:
         poc = max(range(len(keys)), key=totals.__getitem__)  # first maximum: lowest price
         lo, hi = self._value_area(totals, poc)
         first = max(0, min(poc - max_levels // 2, len(keys) - max_levels))
-        out.update(poc=label(keys[poc], self.bucket), va_low=label(keys[lo], self.bucket),
-                   va_high=label(keys[hi], self.bucket),
-                   levels=[[label(k, self.bucket), b, s]
-                           for k, (b, s) in zip(keys[first:first + max_levels],
-                                                rows[first:first + max_levels])])
+        shown = slice(first, first + max_levels)
+        prices = labels(np.array(keys[shown] + [keys[poc], keys[lo], keys[hi]]),
+                        self.bucket).tolist()
+        out.update(poc=prices[-3], va_low=prices[-2], va_high=prices[-1],
+                   levels=[[p, b, s] for p, (b, s) in zip(prices, rows[shown])])
         return out
 
     def _value_area(self, totals: list[float], poc: int) -> tuple[int, int]:
