@@ -81,12 +81,16 @@ class Ingest:
         venue = adapter.venue
         if adapter.dirty:
             routes = self.routes
+            venue_ts = 0.0
             for native in adapter.dirty:
                 route = routes.get((venue, native))
                 if route is None:
                     continue
                 self.last_change[(venue, native)] = recv_ts
                 self.pending[route.symbol] = recv_ts
+                venue_ts = max(venue_ts, adapter.books[native].ts)
+            if adapter.event_time and venue_ts:
+                self.connections[venue].health.lag_ms = round((recv_ts - venue_ts) * 1000, 1)
             adapter.dirty.clear()
             self._wake.set()
         if adapter.trades:
@@ -204,7 +208,7 @@ class Ingest:
             h = self.connections[venue].health
             row = schema.venue_health(
                 venue, h.state, {n: adapter.state[n] for n in adapter.books}, adapter.stats.as_dict(),
-                h.lag_ms if h.last_msg_ts else None,
+                h.lag_ms if h.last_msg_ts and adapter.event_time else None,
                 round((now - h.last_msg_ts) * 1000) if h.last_msg_ts else None)
             row["message"] = h.message
             venues.append(row)

@@ -139,6 +139,12 @@ class Adapter:
     # REST budget in the venue's documented request-weight units (the shell's token bucket).
     rest_weight_per_minute: ClassVar[float] = 60.0
     snapshot_weight: ClassVar[float] = 1.0
+    # True when book.ts is the venue's own event time (so receive - book.ts is the feed lag);
+    # False when the venue's messages carry none and book.ts is the receive time.
+    event_time: ClassVar[bool] = False
+    # Text the shell sends every heartbeat interval, for venues that want an application-level
+    # ping besides websocket pings (OKX "ping", Bybit {"op":"ping"}); their replies are ignored.
+    app_ping: ClassVar[str | None] = None
 
     def __init__(self, instruments: list[str] | None = None, depth: int | None = None,
                  ws_url: str | None = None, rest_url: str | None = None):

@@ -52,6 +52,7 @@ TRADE_EVENTS = ("aggTrade", "trade")
 class BinanceAdapter(RestSyncAdapter):
     market = SPOT
     venue = SPOT.venue
+    event_time = True
     live_ws_url = SPOT.ws
     live_rest_url = SPOT.rest
     rest_weight_per_minute = SPOT.weight_per_minute
@@ -127,6 +128,9 @@ class BinanceAdapter(RestSyncAdapter):
             return
         self._bridged.add(native)
         book.seq = last
+        event_ms = diff.get("E")
+        if event_ms.__class__ is int:
+            book.ts = event_ms / 1000.0
         self.dirty.add(native)
         if self._apply(native, book, diff["b"], diff["a"], sample):
             self.stats.updates += 1

@@ -32,6 +32,7 @@ def _micros(value: object) -> int:
 
 class BitstampAdapter(RestSyncAdapter):
     venue = "bitstamp"
+    event_time = True
     live_ws_url = "wss://ws.bitstamp.net"
     live_rest_url = "https://www.bitstamp.net"
     rest_weight_per_minute = 800.0  # 8000 requests per 10 minutes

@@ -32,8 +32,18 @@ def _seconds(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
+def _event_time(when: object, fallback: float) -> float:
+    """The update's venue time; the receive time when it has none we can read (the book
+    data stays good, only the feed-lag figure loses this sample)."""
+    try:
+        return _seconds(when)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return fallback
+
+
 class CoinbaseAdapter(Adapter):
     venue = "coinbase"
+    event_time = True
     live_ws_url = "wss://ws-feed.exchange.coinbase.com"
     live_rest_url = "https://api.exchange.coinbase.com"
 
@@ -72,7 +82,8 @@ class CoinbaseAdapter(Adapter):
                 if self._load(native, book, msg["bids"], msg["asks"], text):
                     book.ts = ts
             else:
-                self._changes(native, book, msg["changes"], 0, 1, 2, text, ts)
+                self._changes(native, book, msg["changes"], 0, 1, 2, text,
+                              _event_time(msg.get("time"), ts))
         elif kind in TRADE_TYPES:
             # `side` is the maker's side, so the taker did the opposite.
             self._trade(msg["product_id"], msg["price"], msg["size"],
