@@ -75,7 +75,46 @@ class DashboardSettings(Section):
 
 
 class TrainerSettings(Section):
-    preset: Literal["tiny", "base", "xl"] = Field("tiny", description="Model size preset.")
+    preset: Literal["tiny", "base", "xl"] = Field("tiny", description=(
+        "Model size preset: tiny (~100k params, CPU), base (~400k), xl (~1B, transformer, GPU)."))
+    mode: Literal["online", "job"] = Field("online", description=(
+        "`online`: train, report, then publish live signals until stopped; `job`: exit 0 once "
+        "training and the report are done (the Kubernetes Job)."))
+    symbol: str | None = Field(None, description="Symbol to train on and signal for (default: the first of `symbols`).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` uses a GPU when torch sees one.")
+    threads: int = Field(1, ge=1, le=256, description=(
+        "CPU threads for torch (keep 1 next to ingest in `cobstack up`)."))
+    compile: bool = Field(False, description="torch.compile the model (GPU runs).")
+    seed: int = Field(0, description="Seed of initialisation and batch order; same seed and data, same model.")
+    window: int | None = Field(None, ge=4, le=4096, description="Snapshots per input window (default: the preset's).")
+    batch_size: int | None = Field(None, ge=1, le=65536, description="Samples per step (default: the preset's).")
+    lr: float | None = Field(None, gt=0, le=1, description="AdamW learning rate (default: the preset's).")
+    steps: int = Field(300, ge=1, le=10_000_000, description="Optimiser steps per walk-forward fold.")
+    horizons: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1, description=(
+        "Label horizons in snapshots (mid-price direction that far ahead)."))
+    label: Literal["point", "smoothed"] = Field("point", description=(
+        "`point`: mid h snapshots ahead vs now; `smoothed`: DeepLOB's mean of the next h mids vs the last h."))
+    taker_fee_bps: float = Field(1.0, ge=0, le=100, description=(
+        "Taker fee (bps) in the label threshold (half-spread + fee) and in the RL environment's fills."))
+    min_snapshots: int = Field(3000, ge=100, le=100_000_000, description=(
+        "History needed before training; an online trainer tails the stream until it has it."))
+    max_snapshots: int = Field(200_000, ge=100, le=100_000_000, description="Most history read (newest kept).")
+    folds: int = Field(1, ge=1, le=20, description="Walk-forward test blocks (one model trained per block).")
+    test_fraction: float = Field(0.25, gt=0, lt=0.9, description="Share of the history held out as test blocks.")
+    val_fraction: float = Field(0.15, gt=0, lt=0.9, description=(
+        "Share of each training period held out (purged) to pick the step with the lowest "
+        "validation loss, measured at every checkpoint (early stopping)."))
+    embargo: int | None = Field(None, ge=0, description=(
+        "Samples dropped between training and test beyond the label purge (default: the window)."))
+    checkpoint_dir: str = Field(".cobstack/checkpoints", description=(
+        "Checkpoints and reports (the Job mounts a volume, e.g. /var/lib/cobstack/checkpoints)."))
+    checkpoint_every: int = Field(50, ge=1, description="Steps between atomic checkpoints.")
+    log_every: int = Field(10, ge=1, description="Steps between progress records on cob:train:metrics.")
+    dqn_steps: int = Field(1500, ge=0, description="DQN gradient steps after supervised training (0: no RL).")
+    rl_venue: str | None = Field(None, description="Venue whose own levels fill the RL agent (default: the first of `venues`).")
+    rl_unit_usd: float = Field(1000.0, gt=0, description="Notional of one RL position unit, in USD.")
+    signal_horizon: int | None = Field(None, ge=1, description=(
+        "Horizon whose prediction is published as the live signal (default: the first of `horizons`)."))
 
 
 class ExecutorSettings(Section):

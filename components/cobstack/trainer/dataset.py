@@ -1,0 +1,140 @@
+"""Snapshots -> arrays the models train on. Nothing here recomputes what ingest published:
+the model tensor is taken as is, and the per-snapshot scalars are the published features,
+only re-expressed scale-free (relative to the mid and spread) so one model fits any price.
+
+Per snapshot t:
+    book[t]   float32 [2K, 2, V]  the published model tensor
+    feats[t]  float32 [F]         FEATURE_NAMES (below), from the published features
+    mid, spread                   for labels and the trading environment
+    ladder                        per-venue sizes at the consolidated ladder prices, for fills
+Snapshots without a two-sided book (no mid) are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core import schema
+from ..core.schema import SchemaError, Snapshot
+
+BASE_FEATURES = ("ret_bps", "spread_bps", "micro_dev", "wmid_dev", "ofi_norm", "live_share")
+
+
+def feature_names(imbalance_levels: Iterable[int]) -> list[str]:
+    return [*BASE_FEATURES, *(f"imbalance_{n}" for n in sorted(imbalance_levels))]
+
+
+@dataclass
+class Series:
+    """One symbol's snapshots in stream order, as arrays."""
+
+    symbol: str
+    venues: list[str]
+    feature_names: list[str]
+    ids: list[str]
+    ts: np.ndarray  # int64 ns
+    book: np.ndarray  # float32 [N, 2K, 2, V]
+    feats: np.ndarray  # float32 [N, F]
+    mid: np.ndarray  # float64 [N]
+    spread: np.ndarray  # float64 [N]
+    bid_px: np.ndarray  # float64 [N, L] consolidated ladder prices, best first (NaN past the end)
+    bid_sz: np.ndarray  # float64 [N, L, V] each venue's size at those prices
+    ask_px: np.ndarray
+    ask_sz: np.ndarray
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> snapshots left out
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _ladder(rows: list[schema.Row], levels: int, n_venues: int) -> tuple[np.ndarray, np.ndarray]:
+    px = np.full(levels, np.nan)
+    sz = np.zeros((levels, n_venues))
+    for i, r in enumerate(rows[:levels]):
+        px[i] = r.price
+        sz[i] = r.sizes
+    return px, sz
+
+
+def scalar_features(snap: Snapshot, prev_mid: float | None, levels: list[int]) -> list[float]:
+    """FEATURE_NAMES for one snapshot with a two-sided book (prev_mid: the previous mid)."""
+    f = snap.features
+    spread = f.spread if f.spread and f.spread > 0 else 0.0
+    rel = (lambda p: (p - f.mid) / spread if spread and p is not None else 0.0)
+    ret = math.log(f.mid / prev_mid) * 1e4 if prev_mid else 0.0
+    live = sum(s.included for s in snap.status) / len(snap.status)
+    imb = [f.imbalance.get(n) or 0.0 for n in levels]
+    return [ret, f.spread_bps or 0.0, rel(f.microprice), rel(f.weighted_mid), f.ofi_norm, live, *imb]
+
+
+def build_series(entries: Iterable[tuple[str, bytes]], ladder_levels: int = 10) -> Series:
+    """Decode (id, snapshot bytes) pairs of ONE symbol into a Series.
+
+    Undecodable records and snapshots without a mid are skipped and counted in `skipped`;
+    a change of venue set or tensor shape mid-stream is an error (the model's input shape
+    would change), naming the id where it happened."""
+    ids, ts, books, feats, mids, spreads = [], [], [], [], [], []
+    bpx, bsz, apx, asz = [], [], [], []
+    skipped: dict[str, int] = {}
+    first: Snapshot | None = None
+    levels: list[int] = []
+    prev_mid = None
+    for sid, data in entries:
+        try:
+            snap = schema.decode_snapshot(data)
+        except SchemaError as e:
+            key = f"undecodable: {str(e)[:80]}"
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        if first is None:
+            first, levels = snap, sorted(snap.features.imbalance)
+        elif snap.symbol != first.symbol or snap.venues != first.venues or \
+                snap.tensor.shape != first.tensor.shape:
+            raise ValueError(f"snapshot {sid}: {snap.symbol} venues {snap.venues} tensor "
+                             f"{snap.tensor.shape} differs from the series start ({first.symbol} "
+                             f"{first.venues} {first.tensor.shape}); train on one configuration")
+        f = snap.features
+        if f.mid is None or f.spread is None:
+            skipped["one-sided book"] = skipped.get("one-sided book", 0) + 1
+            prev_mid = None
+            continue
+        ids.append(sid)
+        ts.append(snap.ts)
+        books.append(snap.tensor)
+        feats.append(scalar_features(snap, prev_mid, levels))
+        mids.append(f.mid)
+        spreads.append(max(f.spread, 0.0))
+        n_v = len(snap.venues)
+        for rows, px_out, sz_out in ((snap.ladder.bids, bpx, bsz), (snap.ladder.asks, apx, asz)):
+            px, sz = _ladder(rows, ladder_levels, n_v)
+            px_out.append(px)
+            sz_out.append(sz)
+        prev_mid = f.mid
+    if first is None:
+        raise ValueError(f"no decodable snapshot in the input (skipped: {skipped or 'nothing given'})")
+    v, k2 = len(first.venues), first.tensor.shape[0]
+    stack = (lambda xs, shape, dt: np.array(xs, dtype=dt) if xs else np.zeros((0, *shape), dt))
+    return Series(
+        symbol=first.symbol, venues=list(first.venues), feature_names=feature_names(levels), ids=ids,
+        ts=np.array(ts, dtype=np.int64), book=stack(books, (k2, 2, v), np.float32),
+        feats=stack(feats, (len(BASE_FEATURES) + len(levels),), np.float32),
+        mid=np.array(mids, dtype=np.float64), spread=np.array(spreads, dtype=np.float64),
+        bid_px=stack(bpx, (ladder_levels,), np.float64), bid_sz=stack(bsz, (ladder_levels, v), np.float64),
+        ask_px=stack(apx, (ladder_levels,), np.float64), ask_sz=stack(asz, (ladder_levels, v), np.float64),
+        skipped=skipped)
+
+
+def book_log_mask(book_shape: tuple[int, ...]) -> np.ndarray:
+    """Which flattened tensor entries are sizes (log-scaled before z-scoring): channel 0."""
+    mask = np.zeros(book_shape, dtype=bool)
+    mask[:, 0, :] = True
+    return mask.reshape(-1)
+
+
+def windows(index: np.ndarray, window: int) -> np.ndarray:
+    """[len(index), window] snapshot positions of each sample's input window, oldest first."""
+    return index[:, None] + np.arange(1 - window, 1)[None, :]

@@ -1,0 +1,42 @@
+"""Records the trainer publishes for the dashboard: `cob:train:metrics` (progress,
+validation, per-fold scores, RL results, state changes) and `cob:train:report` (the whole
+evaluation report). msgpack maps like every other record; torch-free for readers.
+
+    v        int   RECORD_VERSION
+    kind     str   collecting | progress | resumed | validation | fold | rl | report | serving | error
+    ts       int   ns
+    symbol   str
+    preset   str
+    ...      the kind's own fields (docs/trainer.md)
+"""
+
+from __future__ import annotations
+
+import msgpack
+
+from ..core.schema import SchemaError
+
+RECORD_VERSION = 1
+KINDS = frozenset({"collecting", "progress", "resumed", "validation", "fold", "rl", "report", "serving",
+                   "error"})
+
+
+def encode_record(kind: str, ts_ns: int, symbol: str, preset: str, fields: dict) -> bytes:
+    if kind not in KINDS:
+        raise SchemaError(f"train record: unknown kind {kind!r}; expected one of {sorted(KINDS)}")
+    return msgpack.packb({**fields, "v": RECORD_VERSION, "kind": kind, "ts": ts_ns, "symbol": symbol,
+                          "preset": preset}, use_bin_type=True)
+
+
+def decode_record(data: bytes) -> dict:
+    try:
+        d = msgpack.unpackb(data, raw=False)
+    except Exception as e:  # noqa: BLE001 - msgpack raises many types on garbage
+        raise SchemaError(f"train record: not msgpack ({type(e).__name__}: {e})") from None
+    if type(d) is not dict:
+        raise SchemaError(f"train record: expected a map, got {type(d).__name__}")
+    if d.get("v") != RECORD_VERSION:
+        raise SchemaError(f"train record: schema v{d.get('v')!r} is not the supported v{RECORD_VERSION}")
+    if d.get("kind") not in KINDS:
+        raise SchemaError(f"train record: unknown kind {d.get('kind')!r}")
+    return d

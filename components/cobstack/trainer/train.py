@@ -1,0 +1,252 @@
+"""Supervised training of one walk-forward fold, with exact resume.
+
+Batches are a pure function of (seed, epoch, position): each epoch's order is a permutation
+drawn from a generator seeded by (seed, fold, epoch), so the data cursor is two integers
+and a resumed run draws exactly the batches the killed one would have. The checkpointed
+state (model, optimiser, RNG states, cursor, step) therefore reproduces the next step
+bit for bit on the same device and thread count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainerSettings
+from .checkpoint import rng_state, set_rng_state
+from .dataset import Series, book_log_mask, windows
+from .labels import CLASSES, NO_LABEL, direction_labels
+from .models import PRESETS, LOBModel, build
+from .splits import Fold, Normaliser, walk_forward
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resolved hyperparameters of a run (settings plus the preset's defaults)."""
+
+    preset: str
+    window: int
+    batch_size: int
+    lr: float
+    steps: int
+    horizons: tuple[int, ...]
+    label: str
+    taker_fee: float  # fraction
+    folds: int
+    test_fraction: float
+    val_fraction: float
+    embargo: int
+    seed: int
+    device: str
+    compile: bool
+
+    @classmethod
+    def from_settings(cls, t: TrainerSettings) -> Plan:
+        p = PRESETS[t.preset]
+        window = t.window or p.window
+        device = t.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("trainer.device is cuda but torch sees no GPU; set trainer.device=cpu "
+                               "or run on a GPU node")
+        return cls(t.preset, window, t.batch_size or p.batch_size, t.lr or p.lr, t.steps,
+                   tuple(t.horizons), t.label, t.taker_fee_bps * 1e-4, t.folds, t.test_fraction,
+                   t.val_fraction, window if t.embargo is None else t.embargo, t.seed, device, t.compile)
+
+    def run_id(self, data_key: str) -> str:
+        """Identifies a run: hyperparameters (not the device) and the data it trains on."""
+        d = asdict(self)
+        d.pop("device")
+        blob = json.dumps({**d, "data": data_key}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+
+@dataclass
+class Data:
+    series: Series
+    labels: np.ndarray  # int64 [N, H]
+    folds: list[Fold]
+
+
+def prepare(series: Series, plan: Plan) -> Data:
+    n = len(series)
+    labels = direction_labels(series.mid, series.spread, list(plan.horizons), plan.taker_fee, plan.label)
+    # Samples need a full window behind them and every horizon's label ahead of them.
+    first = plan.window - 1
+    if plan.label == "smoothed":
+        first = max(first, max(plan.horizons) - 1)
+    stop = n - max(plan.horizons)
+    if stop <= first:
+        raise ValueError(f"{n} snapshots are too few for window {plan.window} and horizons "
+                         f"{list(plan.horizons)}; collect more history (trainer.min_snapshots)")
+    folds = walk_forward(first, stop, plan.folds, plan.test_fraction, max(plan.horizons), plan.embargo,
+                         plan.val_fraction)
+    return Data(series, labels, folds)
+
+
+def class_weights(labels: np.ndarray) -> np.ndarray:
+    """[H, 3] inverse-frequency weights from TRAINING labels (balanced: n / (3 * count)),
+    so the loss values each direction equally whatever the flat share is."""
+    out = np.ones((labels.shape[1], CLASSES), dtype=np.float32)
+    for j in range(labels.shape[1]):
+        y = labels[:, j][labels[:, j] != NO_LABEL]
+        counts = np.bincount(y, minlength=CLASSES).astype(np.float64)
+        present = counts > 0
+        out[j, present] = (len(y) / (present.sum() * counts[present])).astype(np.float32)
+        out[j, ~present] = 0.0
+    return out
+
+
+def autocast(device: str):
+    """bf16 autocast on a GPU (fp32 master weights stay in the optimiser); a no-op on CPU."""
+    if device == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: str) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step on a GPU."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=device == "cuda")
+
+
+class FoldTrainer:
+    """Model, optimiser, normalisation and batch cursor of one walk-forward fold."""
+
+    def __init__(self, data: Data, fold_index: int, plan: Plan):
+        self.data, self.plan, self.fold_index = data, plan, fold_index
+        self.fold = fold = data.folds[fold_index]
+        s = data.series
+        n = len(s)
+        flat = s.book.reshape(n, -1)
+        # Statistics from the snapshots the training samples can see, never the test block's.
+        seen = slice(0, fold.train.stop)
+        self.book_norm = Normaliser.fit(flat[seen], book_log_mask(s.book.shape[1:]))
+        self.feat_norm = Normaliser.fit(s.feats[seen], np.zeros(s.feats.shape[1], dtype=bool))
+        self.book = torch.from_numpy(self.book_norm(flat))
+        self.feats = torch.from_numpy(self.feat_norm(s.feats))
+        self.labels = torch.from_numpy(data.labels)
+        self.train_idx = np.arange(fold.train.start, fold.train.stop)
+        self.val_idx = np.arange(fold.val.start, fold.val.stop)
+        self.best: dict | None = None  # {"loss", "step", "model"}: the weights early stopping keeps
+        self.weights = torch.from_numpy(class_weights(data.labels[self.train_idx])).to(plan.device)
+        torch.manual_seed(plan.seed * 1000 + fold_index)
+        self.model: LOBModel = build(plan.preset, s.book.shape[1], s.book.shape[2] * s.book.shape[3],
+                                     s.feats.shape[1], len(plan.horizons), device=plan.device,
+                                     window=plan.window)
+        if PRESETS[plan.preset].kind == "transformer" and plan.device == "cuda":
+            self.model.encoder.checkpointing = True
+        self.forward = torch.compile(self.model) if plan.compile else self.model
+        self.opt = make_optimizer(self.model, plan.lr, plan.device)
+        self.step_no, self.epoch, self.pos = 0, 0, 0
+        self._perm = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        rng = np.random.default_rng([self.plan.seed, self.fold_index, self.epoch])
+        return rng.permutation(self.train_idx)
+
+    def inputs(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised input windows ending at `positions`, on the device."""
+        w = torch.from_numpy(windows(positions, self.plan.window))
+        s = self.data.series.book.shape
+        book = self.book[w].view(len(positions), self.plan.window, s[1], s[2], s[3])
+        dev = self.plan.device
+        return book.to(dev, non_blocking=True), self.feats[w].to(dev, non_blocking=True)
+
+    def next_batch(self) -> np.ndarray:
+        b = self.plan.batch_size
+        if self.pos + b > len(self._perm):
+            self.epoch, self.pos = self.epoch + 1, 0
+            self._perm = self._permutation()
+        batch = self._perm[self.pos:self.pos + b]
+        self.pos += b
+        return batch
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        losses = [F.cross_entropy(logits[:, j].float(), y[:, j], weight=self.weights[j], ignore_index=NO_LABEL)
+                  for j in range(y.shape[1])]
+        return torch.stack(losses).mean()
+
+    def step(self) -> float:
+        self.model.train()
+        positions = self.next_batch()
+        book, feats = self.inputs(positions)
+        y = self.labels[positions].to(self.plan.device)
+        with autocast(self.plan.device):
+            logits = self.forward(book, feats)
+        loss = self.loss(logits, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.step_no += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def validate(self, batch: int = 512) -> float:
+        """Mean class-weighted loss on the validation block (the early-stopping criterion)."""
+        self.model.eval()
+        total = 0.0
+        for i in range(0, len(self.val_idx), batch):
+            positions = self.val_idx[i:i + batch]
+            book, feats = self.inputs(positions)
+            with autocast(self.plan.device):
+                logits = self.forward(book, feats)
+            total += float(self.loss(logits, self.labels[positions].to(self.plan.device))) * len(positions)
+        return total / len(self.val_idx)
+
+    def keep_if_best(self, val_loss: float) -> bool:
+        """Remember the current weights if they have the lowest validation loss so far."""
+        if self.best is not None and val_loss >= self.best["loss"]:
+            return False
+        self.best = {"loss": val_loss, "step": self.step_no,
+                     "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+        return True
+
+    def use_best(self) -> None:
+        """Load the weights early stopping chose (the latest ones if never validated)."""
+        if self.best is not None:
+            self.model.load_state_dict(self.best["model"])
+
+    @torch.no_grad()
+    def predict(self, positions: np.ndarray, batch: int = 512) -> np.ndarray:
+        """Class probabilities [n, H, 3] at `positions`."""
+        self.model.eval()
+        out = []
+        for i in range(0, len(positions), batch):
+            book, feats = self.inputs(positions[i:i + batch])
+            with autocast(self.plan.device):
+                out.append(torch.softmax(self.forward(book, feats).float(), dim=-1).cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.plan.horizons), CLASSES))
+
+    @torch.no_grad()
+    def embed(self, positions: np.ndarray, batch: int = 512) -> np.ndarray:
+        """Encoder embeddings [n, D] at `positions` (the DQN's state)."""
+        self.model.eval()
+        out = []
+        for i in range(0, len(positions), batch):
+            book, feats = self.inputs(positions[i:i + batch])
+            with autocast(self.plan.device):
+                out.append(self.model.embed(book, feats).float().cpu())
+        return torch.cat(out).numpy()
+
+    def state(self) -> dict:
+        return {"fold": self.fold_index, "step": self.step_no, "epoch": self.epoch, "pos": self.pos,
+                "model": self.model.state_dict(), "optim": self.opt.state_dict(), "rng": rng_state(),
+                "best": self.best}
+
+    def load_state(self, state: dict) -> None:
+        if state["fold"] != self.fold_index:
+            raise ValueError(f"checkpoint is for fold {state['fold']}, not {self.fold_index}")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optim"])
+        self.step_no, self.epoch, self.pos = state["step"], state["epoch"], state["pos"]
+        self.best = state["best"]
+        self._perm = self._permutation()
+        set_rng_state(state["rng"])
