@@ -70,6 +70,7 @@
   // skipped). Cells go into an ImageData one pixel per (slot, bucket) and are scaled up in one
   // drawImage, so a redraw costs about a millisecond whatever the window.
   const maps = new Map();
+  const AXIS_PX = 52;
 
   function heatmapAppend(dataEl) {
     const canvas = document.getElementById(dataEl.dataset.canvas);
@@ -126,13 +127,16 @@
     const centre = Math.round(last.mid / step);  // bucket index at the middle row
     const sizes = [];
     for (const c of cols) { for (const s of c.bids) if (s > 0) sizes.push(s); for (const s of c.asks) if (s > 0) sizes.push(s); }
-    const top = Math.log1p(percentile(sizes, 0.98) || 1);
+    // colour scale: log size between the window's 5th and 98th percentiles
+    const lo = Math.log1p(percentile(sizes, 0.05) || 0), hi = Math.log1p(percentile(sizes, 0.98) || 1);
+    const range = hi - lo || 1;
     const img = new ImageData(nx, ny), px = img.data;
     for (let i = 0; i < px.length; i += 4) { px[i] = 13; px[i + 1] = 17; px[i + 2] = 23; px[i + 3] = 255; }
     const paint = (x, price, size) => {
       const y = half - (Math.round(price / step) - centre);
       if (y < 0 || y >= ny || !(size > 0)) return;
-      const o = (y * nx + x) * 4, l = Math.min(255, Math.round((Math.log1p(size) / top) * 255)) * 3;
+      const f = Math.max(0, Math.min(1, (Math.log1p(size) - lo) / range));
+      const o = (y * nx + x) * 4, l = Math.round(40 + f * 215) * 3;  // the smallest size stays visible
       px[o] = LUT[l]; px[o + 1] = LUT[l + 1]; px[o + 2] = LUT[l + 2];
     };
     for (const c of cols) {
@@ -146,9 +150,11 @@
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(scratch, 0, 0, w, h);
+    ctx.fillStyle = "#0d1117"; ctx.fillRect(0, 0, w, h);
+    const pw = w - AXIS_PX;  // the price axis gets its own margin so it never hides the newest columns
+    ctx.drawImage(scratch, 0, 0, pw, h);
     // the mid through time, and price labels every few buckets
-    const xOf = (t) => ((nx - 0.5 - (last.t - t) / hm.slot) / nx) * w;
+    const xOf = (t) => ((nx - 0.5 - (last.t - t) / hm.slot) / nx) * pw;
     const yOf = (p) => ((half + 0.5 - (p / step - centre)) / ny) * h;
     ctx.strokeStyle = "rgba(255,255,255,0.9)"; ctx.lineWidth = 1.2; ctx.beginPath();
     let started = false;
@@ -157,12 +163,11 @@
       if (started) ctx.lineTo(xOf(c.t), yOf(c.mid)); else { ctx.moveTo(xOf(c.t), yOf(c.mid)); started = true; }
     }
     ctx.stroke();
-    ctx.font = "10px ui-monospace, monospace"; ctx.textAlign = "right";
+    ctx.font = "10px ui-monospace, monospace"; ctx.textAlign = "right"; ctx.fillStyle = "#9da7b3";
     const cell = h / ny, every = Math.max(1, Math.ceil(16 / cell));
     for (let k = -half; k <= half; k += every) {
       const p = (centre + k) * step;
-      ctx.fillStyle = "rgba(13,17,23,0.7)"; ctx.fillRect(w - 46, yOf(p) - 6, 44, 12);
-      ctx.fillStyle = "#9da7b3"; ctx.fillText(p.toFixed(step >= 1 ? 0 : last.dp), w - 4, yOf(p) + 3);
+      ctx.fillText(p.toFixed(step >= 1 ? 0 : last.dp), w - 4, yOf(p) + 3);
     }
   }
 
