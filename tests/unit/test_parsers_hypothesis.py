@@ -9,7 +9,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cobstack.core.book import L2Book
 from cobstack.venues.base import LIVE
+from cobstack.venues.checksums import kraken as kraken_checksum
+from cobstack.venues.checksums import okx as okx_checksum
 from cobstack.venues.registry import ADAPTERS, make_adapter
 
 NUMBERS = st.sampled_from(["NaN", "nan", "inf", "-Infinity", "-1", "0", "-0", "1e400", "1e-400",
@@ -50,10 +53,45 @@ def bitstamp(pair, a, b, n):
                                                                           "type": b, "microtimestamp": n}}]
 
 
+def kraken_v2(sym, a, b, n):
+    def dicts(levels):  # v2 levels are {"price", "qty"} objects; odd values pass through
+        return [{"price": lv[0], "qty": lv[1]} if isinstance(lv, list) and len(lv) >= 2 else lv
+                for lv in levels] if isinstance(levels, list) else levels
+    return [{"channel": "instrument", "type": "update", "data": {"pairs": [
+                {"symbol": sym, "price_precision": n, "qty_precision": n}]}},
+            {"channel": "book", "type": "snapshot", "data": [{"symbol": sym, "bids": dicts(b), "asks": dicts(a), "checksum": n}]},
+            {"channel": "book", "type": "update", "data": [{"symbol": sym, "bids": dicts(b), "asks": a, "checksum": n}]},
+            {"channel": "trade", "type": "update", "data": [{"symbol": sym, "side": n, "price": n, "qty": a, "timestamp": n}]},
+            {"method": "subscribe", "result": {"channel": "book", "depth": n, "symbol": sym}, "success": n}]
+
+
+def okx(inst, a, b, n):
+    return [{"arg": {"channel": "books", "instId": inst}, "action": "snapshot",
+             "data": [{"asks": a, "bids": b, "checksum": n, "prevSeqId": -1, "seqId": n}]},
+            {"arg": {"channel": "books", "instId": inst}, "action": "update",
+             "data": [{"asks": a, "bids": b, "checksum": 0, "prevSeqId": 1, "seqId": n}]},
+            {"arg": {"channel": "books", "instId": inst}, "action": n, "data": n},
+            {"arg": {"channel": "trades", "instId": inst}, "data": [{"instId": inst, "px": n, "sz": a, "side": b, "ts": n}]}]
+
+
+def bybit(sym, a, b, n):
+    return [{"topic": f"orderbook.50.{sym}", "type": "snapshot", "data": {"s": sym, "b": b, "a": a, "u": n}},
+            {"topic": f"orderbook.50.{sym}", "type": "delta", "data": {"s": sym, "b": b, "a": a, "u": 2}},
+            {"topic": f"orderbook.50.{sym}", "type": n, "data": {"s": sym, "b": b, "a": a, "u": n}},
+            {"topic": f"publicTrade.{sym}", "data": [{"s": sym, "p": n, "v": a, "S": b, "T": n}]}]
+
+
 SHAPES = {"kraken-v1": kraken, "binance": binance, "binance-usdm": binance, "binance-coinm": binance,
-          "coinbase": coinbase, "bitstamp": bitstamp}
+          "coinbase": coinbase, "bitstamp": bitstamp, "kraken": kraken_v2, "okx": okx, "bybit": bybit}
 NATIVE = {"kraken-v1": "XBT/USD", "binance": "BTCUSDT", "binance-usdm": "BTCUSDT",
-          "binance-coinm": "BTCUSD_PERP", "coinbase": "BTC-USD", "bitstamp": "btcusd"}
+          "binance-coinm": "BTCUSD_PERP", "coinbase": "BTC-USD", "bitstamp": "btcusd",
+          "kraken": "BTC/USD", "okx": "BTC-USDT", "bybit": "BTCUSDT"}
+
+
+def crafted_book(bids, asks) -> L2Book:
+    book = L2Book("x", "x")
+    book.load(bids, asks)
+    return book
 
 
 def seeded(venue):
@@ -66,6 +104,20 @@ def seeded(venue):
         a.on_frame(orjson.dumps({"type": "snapshot", "product_id": n, "bids": bids, "asks": asks}), 0)
     elif venue == "bitstamp":
         a.on_rest(f"https://x/api/v2/order_book/{n}/", orjson.dumps({"microtimestamp": "1", "bids": bids, "asks": asks}), 0)
+    elif venue == "kraken":
+        a.on_frame(orjson.dumps({"channel": "instrument", "type": "snapshot", "data": {"pairs": [
+            {"symbol": n, "price_precision": 1, "qty_precision": 1}]}}), 0)
+        crc = kraken_checksum(crafted_book(bids, asks))
+        a.on_frame(orjson.dumps({"channel": "book", "type": "snapshot", "data": [{
+            "symbol": n, "bids": [{"price": 100.0, "qty": 1.0}], "asks": [{"price": 101.0, "qty": 1.0}],
+            "checksum": crc}]}), 0)
+    elif venue == "okx":
+        a.on_frame(orjson.dumps({"arg": {"channel": "books", "instId": n}, "action": "snapshot", "data": [{
+            "bids": bids, "asks": asks, "checksum": okx_checksum(crafted_book(bids, asks)),
+            "prevSeqId": -1, "seqId": 1}]}), 0)
+    elif venue == "bybit":
+        a.on_frame(orjson.dumps({"topic": f"orderbook.50.{n}", "type": "snapshot",
+                                 "data": {"s": n, "b": bids, "a": asks, "u": 1}}), 0)
     else:
         a.on_rest(f"https://x/depth?symbol={n}", orjson.dumps({"lastUpdateId": 1, "bids": bids, "asks": asks}), 0)
     assert a.state[n] == LIVE

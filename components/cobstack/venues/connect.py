@@ -159,30 +159,51 @@ class VenueConnection:
                 self.tap("ws_open", url, "")
             adapter.start()
             await self._drain(ws)
-            first = True
-            while True:
-                try:
-                    msg = await ws.receive(timeout=self.stall_s)
-                except asyncio.TimeoutError:
-                    raise asyncio.TimeoutError(f"no frame for {self.stall_s:.0f}s (feed stalled)") from None
-                if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    now = time.time()
-                    self.health.last_msg_ts = now
-                    if self.tap:
-                        self.tap("ws_recv", url, msg.data if isinstance(msg.data, str) else msg.data.decode())
-                    adapter.on_frame(msg.data, now)
-                    if adapter.outbox:
-                        await self._drain(ws)
-                    self.on_frame_done(adapter, now)
-                    if first:
-                        first = False
-                        self.backoff.reset()
-                        self.health.set("live", url)
-                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                                  aiohttp.WSMsgType.CLOSED):
-                    return
-                elif msg.type == aiohttp.WSMsgType.ERROR:
-                    raise aiohttp.ClientError(f"websocket error: {ws.exception()}")
+            pinger = asyncio.create_task(self._app_pings(ws)) if adapter.app_ping else None
+            try:
+                await self._receive(ws, url)
+            finally:
+                if pinger is not None:
+                    pinger.cancel()
+
+    async def _app_pings(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """The venue's application-level ping every heartbeat interval, until the socket closes."""
+        ping = self.adapter.app_ping
+        while not ws.closed:
+            await asyncio.sleep(self.heartbeat_s)
+            if self.tap:
+                self.tap("ws_send", self._ws_url, ping)
+            try:
+                await ws.send_str(ping)
+            except (ConnectionError, aiohttp.ClientError):
+                return  # the receive loop sees the closed socket and reconnects
+
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, url: str) -> None:
+        adapter = self.adapter
+        first = True
+        while True:
+            try:
+                msg = await ws.receive(timeout=self.stall_s)
+            except asyncio.TimeoutError:
+                raise asyncio.TimeoutError(f"no frame for {self.stall_s:.0f}s (feed stalled)") from None
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                now = time.time()
+                self.health.last_msg_ts = now
+                if self.tap:
+                    self.tap("ws_recv", url, msg.data if isinstance(msg.data, str) else msg.data.decode())
+                adapter.on_frame(msg.data, now)
+                if adapter.outbox:
+                    await self._drain(ws)
+                self.on_frame_done(adapter, now)
+                if first:
+                    first = False
+                    self.backoff.reset()
+                    self.health.set("live", url)
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                              aiohttp.WSMsgType.CLOSED):
+                return
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                raise aiohttp.ClientError(f"websocket error: {ws.exception()}")
 
     async def _drain(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         outbox, self.adapter.outbox = self.adapter.outbox, []

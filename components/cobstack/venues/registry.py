@@ -6,12 +6,15 @@ from .base import Adapter
 from .binance import BinanceAdapter, BinanceCoinmAdapter, BinanceUsdmAdapter
 from .bitstamp import BitstampAdapter
 from .coinbase import CoinbaseAdapter
+from .bybit import BybitAdapter
+from .kraken import KrakenAdapter
 from .kraken_v1 import KrakenV1Adapter
+from .okx import OkxAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
     cls.venue: cls
     for cls in (KrakenV1Adapter, BinanceAdapter, BinanceUsdmAdapter, BinanceCoinmAdapter,
-                CoinbaseAdapter, BitstampAdapter)
+                CoinbaseAdapter, BitstampAdapter, KrakenAdapter, OkxAdapter, BybitAdapter)
 }
 
 
