@@ -22,13 +22,11 @@ _LEVEL_TEXT: dict[str, tuple[str, str]] = {}
 _LEVEL_TEXT_MAX = 1 << 16
 
 
-def _kraken_level(price_str: str, size_str: str) -> str:
-    hit = _LEVEL_TEXT.get(price_str)
-    if hit is None or hit[0] != size_str:
-        if len(_LEVEL_TEXT) >= _LEVEL_TEXT_MAX:
-            _LEVEL_TEXT.clear()
-        hit = _LEVEL_TEXT[price_str] = (size_str, _kraken_digits(price_str) + _kraken_digits(size_str))
-    return hit[1]
+def _remember(price_str: str, size_str: str) -> tuple[str, str]:
+    if len(_LEVEL_TEXT) >= _LEVEL_TEXT_MAX:
+        _LEVEL_TEXT.clear()
+    hit = _LEVEL_TEXT[price_str] = (size_str, _kraken_digits(price_str) + _kraken_digits(size_str))
+    return hit
 
 
 def _kraken_side(side: BookSide) -> bytes:
@@ -36,8 +34,13 @@ def _kraken_side(side: BookSide) -> bytes:
     text = side.top_cache
     if text is None:
         side.watch = 10
-        text = side.top_cache = "".join([_kraken_level(lv.price_str, lv.size_str)
-                                         for lv in side.top(10)]).encode()
+        cache, parts = _LEVEL_TEXT, []
+        for lv in side.top(10):  # the hot loop of Kraken replay: lookups inlined on purpose
+            hit = cache.get(lv.price_str)
+            if hit is None or hit[0] != lv.size_str:
+                hit = _remember(lv.price_str, lv.size_str)
+            parts.append(hit[1])
+        text = side.top_cache = "".join(parts).encode()
     return text
 
 
