@@ -50,15 +50,23 @@ def kraken(book: L2Book) -> int:
     return crc32(_kraken_side(book.bids), crc32(_kraken_side(book.asks)))
 
 
+def _okx_side(side: BookSide) -> list[str]:
+    """"price:size" of one side's best 25 levels, cached on the side until they change."""
+    parts = side.top_cache
+    if parts is None:
+        side.watch = 25
+        parts = side.top_cache = [f"{lv.price_str}:{lv.size_str}" for lv in side.top(25)]
+    return parts
+
+
 def okx(book: L2Book) -> int:
-    """OKX v5 books checksum: CRC32 of the top 25 levels interleaved
-    bid:bidSize:ask:askSize, skipping a missing side; signed 32-bit."""
-    bids, asks = book.bids.top(25), book.asks.top(25)
-    parts = []
-    for i in range(max(len(bids), len(asks))):
-        if i < len(bids):
-            parts += (bids[i].price_str, bids[i].size_str)
-        if i < len(asks):
-            parts += (asks[i].price_str, asks[i].size_str)
+    """OKX v5 books checksum: CRC32 of the top 25 levels interleaved bid:bidSize:ask:askSize
+    over the venue's own strings; once the shorter side runs out, the longer side's remaining
+    levels follow alone. Signed 32-bit."""
+    bids, asks = _okx_side(book.bids), _okx_side(book.asks)
+    n = min(len(bids), len(asks))
+    parts = [""] * (2 * n)
+    parts[0::2], parts[1::2] = bids[:n], asks[:n]
+    parts += bids[n:] if len(bids) > n else asks[n:]
     value = crc32(":".join(parts).encode())
     return value - (1 << 32) if value >= 1 << 31 else value
