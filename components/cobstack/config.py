@@ -39,6 +39,11 @@ class IngestSettings(Section):
     imbalance_levels: list[int] = Field(default_factory=lambda: [1, 5, 10], description="Top-N imbalance depths.")
     quote_policy: Literal["par", "rate"] = Field("par", description=(
         "USDT/USDC to USD: `par` treats them as 1 USD; `rate` takes the rate from a reference book."))
+    rate_references: dict[str, str] = Field(
+        default_factory=lambda: {"USDT": "kraken-v1:USDT/USD", "USDC": "kraken-v1:USDC/USD"},
+        description=("With quote_policy `rate`: the VENUE:INSTRUMENT book whose mid prices each "
+                     "stablecoin in USD. A reference whose venue is not configured, or whose book is "
+                     "not live, falls back to par and the snapshot says why."))
     stale_after_ms: int = Field(5_000, ge=100, le=600_000, description=(
         "A venue book with no update for this long drops out of consolidation and is flagged."))
     session_seconds: int = Field(86_400, ge=60, le=7 * 86_400, description=(
@@ -69,7 +74,7 @@ class DashboardSettings(Section):
     heatmap_seconds: int = Field(300, ge=10, le=3600, description="Time window of the liquidity heatmap.")
     heatmap_resolution_ms: int = Field(500, ge=50, le=60_000, description=(
         "Heatmap time column width: the newest snapshot in each slot is one column."))
-    trades_shown: int = Field(40, ge=1, le=1000, description="Rows of the trades tape.")
+    trades_shown: int = Field(25, ge=1, le=1000, description="Rows of the trades tape.")
     sse_retry_ms: int = Field(1000, ge=100, le=60_000, description=(
         "Browser reconnect delay after the SSE stream drops (dashboard restart)."))
 

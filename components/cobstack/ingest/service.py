@@ -49,12 +49,16 @@ class Ingest:
         self.routes: dict[tuple[str, str], Route] = {}
         self.adapters: dict[str, Adapter] = {}
         self.connections: dict[str, VenueConnection] = {}
+        # quote -> (venue, native) of the book that prices it in USD (quote_policy "rate")
+        self.rate_refs = {q: tuple(ref.split(":", 1)) for q, ref in cfg.rate_references.items()
+                          if cfg.quote_policy == "rate" and ref.split(":", 1)[0] in settings.venues}
         for venue in settings.venues:
             natives = []
             for symbol in settings.symbols:
                 inst = venue_instrument(venue, symbol)
                 self.routes[(venue, inst.native)] = Route(venue, inst.native, symbol, inst.quote)
                 natives.append(inst.native)
+            natives += [n for v, n in self.rate_refs.values() if v == venue and n not in natives]
             ws_url, rest_url = (endpoints or {}).get(venue, (None, None))
             adapter = make_adapter(venue, natives, ws_url=ws_url, rest_url=rest_url)
             self.adapters[venue] = adapter
@@ -83,10 +87,10 @@ class Ingest:
             routes = self.routes
             venue_ts = 0.0
             for native in adapter.dirty:
+                self.last_change[(venue, native)] = recv_ts
                 route = routes.get((venue, native))
                 if route is None:
                     continue
-                self.last_change[(venue, native)] = recv_ts
                 self.pending[route.symbol] = recv_ts
                 venue_ts = max(venue_ts, adapter.books[native].ts)
             if adapter.event_time and venue_ts:
@@ -102,17 +106,23 @@ class Ingest:
 
     # -- publishing --------------------------------------------------------------------------
 
+    def _view(self, venue: str, native: str, quote: str, now: float) -> VenueView | None:
+        adapter = self.adapters[venue]
+        book = adapter.books.get(native)
+        if book is None:
+            return None
+        live = adapter.consistent(native) and self.connections[venue].health.state == "live"
+        return VenueView(venue, book, quote, live, now - self.last_change.get((venue, native), 0.0))
+
     def views(self, symbol: str, now: float) -> list[VenueView]:
-        out = []
-        for venue, adapter in self.adapters.items():
-            inst = venue_instrument(venue, symbol)
-            book = adapter.books.get(inst.native)
-            if book is None:
-                continue
-            live = adapter.consistent(inst.native) and self.connections[venue].health.state == "live"
-            age = now - self.last_change.get((venue, inst.native), 0.0)
-            out.append(VenueView(venue, book, inst.quote, live, age))
-        return out
+        views = (self._view(v, i.native, i.quote, now)
+                 for v, i in ((v, venue_instrument(v, symbol)) for v in self.adapters))
+        return [view for view in views if view is not None]
+
+    def reference_views(self, now: float) -> dict[str, VenueView]:
+        """The USD reference book of each stablecoin quote (quote_policy "rate")."""
+        views = {q: self._view(venue, native, "USD", now) for q, (venue, native) in self.rate_refs.items()}
+        return {q: view for q, view in views.items() if view is not None}
 
     def build_batch(self, symbols: list[str], now: float) -> list[tuple[str, bytes]]:
         """Snapshots for `symbols` plus their trades, encoded, in stream order."""
@@ -120,8 +130,9 @@ class Ingest:
         now_ns = int(now * 1e9)
         for symbol in symbols:
             trades, self.trades[symbol] = self.trades[symbol], []
-            snap = self.pipelines[symbol].snapshot(self.views(symbol, now), trades, now_ns)
-            snap["recv_ts"] = int(self.pending.pop(symbol, now) * 1e9)
+            snap = self.pipelines[symbol].snapshot(self.views(symbol, now), trades, now_ns,
+                                                   rate_refs=self.reference_views(now),
+                                                   recv_ns=int(self.pending.pop(symbol, now) * 1e9))
             items.append((book_stream(symbol), schema.encode(snap)))
             for t in trades:
                 if len(self.trade_backlog) == TRADE_BUFFER:
