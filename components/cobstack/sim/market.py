@@ -22,7 +22,7 @@ import math
 import random
 from bisect import bisect_left, insort
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..core.symbols import venue_instrument
@@ -54,6 +54,9 @@ class VenueSpec:
     spread_ticks: int = 1  # quoted spread when makers are settled
     latency_ms: float = 0.0  # how stale the fair price is that this venue's makers quote around
     basis: float = 1.0  # venue quote currency per USD (USDT slightly off par, say)
+    # Base asset -> price decimals where the venue prints an instrument's prices with its own
+    # precision (Kraken v2's price_precision, Bitstamp's whole-dollar BTC); else price_dp.
+    price_dp_by_base: dict = field(default_factory=dict)
 
 
 VENUES = {
@@ -65,6 +68,23 @@ VENUES = {
     "kraken-v1": VenueSpec(5, 8, {"BTC": "0.1", "ETH": "0.01", "SOL": "0.01"},
                            {"BTC": "0.00000001", "ETH": "0.00000001", "SOL": "0.00000001"},
                            liquidity=0.6, latency_ms=80.0),
+    "kraken": VenueSpec(2, 8, {"BTC": "0.1", "ETH": "0.01", "SOL": "0.01"},
+                        {"BTC": "0.00000001", "ETH": "0.00000001", "SOL": "0.00000001"},
+                        liquidity=0.6, latency_ms=80.0, price_dp_by_base={"BTC": 1}),
+    "bitstamp": VenueSpec(2, 8, {"BTC": "1", "ETH": "0.01", "SOL": "0.01"},
+                          {"BTC": "0.00000001", "ETH": "0.00000001", "SOL": "0.00000001"},
+                          liquidity=0.4, latency_ms=120.0, price_dp_by_base={"BTC": 0}),
+    "binance-usdm": VenueSpec(2, 3, {"BTC": "0.1", "ETH": "0.01", "SOL": "0.01"},
+                              {"BTC": "0.001", "ETH": "0.001", "SOL": "1"}, liquidity=2.0, latency_ms=10.0),
+    # COIN-M sizes are base units here; the wire prints them as contracts (sim.venues.binance).
+    "binance-coinm": VenueSpec(2, 8, {"BTC": "0.1", "ETH": "0.01", "SOL": "0.001"},
+                               {"BTC": "0.00000001", "ETH": "0.00000001", "SOL": "0.00000001"},
+                               liquidity=0.8, latency_ms=20.0, price_dp_by_base={"BTC": 1, "SOL": 3}),
+    "okx": VenueSpec(2, 8, {"BTC": "0.1", "ETH": "0.01", "SOL": "0.01"},
+                     {"BTC": "0.00000001", "ETH": "0.000001", "SOL": "0.000001"},
+                     liquidity=1.2, latency_ms=30.0, price_dp_by_base={"BTC": 1}),
+    "bybit": VenueSpec(2, 6, {"BTC": "0.01", "ETH": "0.01", "SOL": "0.01"},
+                       {"BTC": "0.000001", "ETH": "0.00001", "SOL": "0.001"}, liquidity=1.0, latency_ms=30.0),
 }
 
 
@@ -152,7 +172,8 @@ class VenueBook:
         if base not in spec.ticks:
             raise ValueError(f"sim venue {venue} has no tick size for {base}; known: {sorted(spec.ticks)}")
         self.venue, self.symbol, self.native, self.spec = venue, symbol, native, spec
-        self.tick_units = _units(spec.ticks[base], spec.price_dp, f"{venue} {base} tick")
+        self.price_dp = spec.price_dp_by_base.get(base, spec.price_dp)
+        self.tick_units = _units(spec.ticks[base], self.price_dp, f"{venue} {base} tick")
         self.lot_units = _units(spec.lots[base], spec.size_dp, f"{venue} {base} lot")
         self.tick = float(Decimal(spec.ticks[base]))
         self.lot = float(Decimal(spec.lots[base]))
@@ -164,7 +185,7 @@ class VenueBook:
         return self.bids if is_bid else self.asks
 
     def price_str(self, tick: int) -> str:
-        return fmt_units(tick * self.tick_units, self.spec.price_dp)
+        return fmt_units(tick * self.tick_units, self.price_dp)
 
     def size_str(self, lots: int) -> str:
         return fmt_units(lots * self.lot_units, self.spec.size_dp)

@@ -176,7 +176,7 @@ class VenueServer:
         if msgs and self.faults.stalled():
             return
         for msg in msgs:
-            self._send(client, orjson.dumps(msg).decode(), now)
+            self._send(client, msg if isinstance(msg, str) else orjson.dumps(msg).decode(), now)
 
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=1 << 20)

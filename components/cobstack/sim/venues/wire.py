@@ -52,7 +52,8 @@ class Wire:
         return []
 
     def receive(self, conn: Conn, text: str) -> list[object]:
-        """Replies to one client frame; may change `conn.channels`."""
+        """Replies to one client frame; may change `conn.channels`. A str reply is sent as
+        that text (OKX answers "ping" with a bare "pong"); anything else as JSON."""
         raise NotImplementedError
 
     def publish(self, events: list[BookDelta | Trade]) -> list[Out]:
@@ -80,6 +81,25 @@ class Wire:
     def corrupt_checksum(self, msg: object) -> object | None:
         """A copy of book frame `msg` with a wrong checksum, or None if it carries none."""
         return None
+
+
+class Batch:
+    """Book changes accumulated for one interval-batched channel until its next push: the
+    ids of the first and last change and each changed level's final size."""
+
+    __slots__ = ("first", "last", "bids", "asks")
+
+    def __init__(self):
+        self.first = self.last = 0
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+
+    def add(self, delta: BookDelta) -> None:
+        if not self.first:
+            self.first = delta.first_id
+        self.last = delta.last_id
+        for is_bid, price, size in delta.changes:
+            (self.bids if is_bid else self.asks)[price] = size
 
 
 def bump_size(size: str) -> str:
