@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import kopf
 from prometheus_client import Counter, Histogram
 
-from .kube import CHILD_KINDS, KINDS, Kube
+from .kube import CHILD_KINDS, KINDS, ApiError, Kube
 from .reconcile import reconcile
 from .render import MANAGER
 from .spec import GROUP, PLURAL, VERSION
@@ -78,13 +78,14 @@ class Reconciler:
             started = time.monotonic()
             try:
                 outcome = await reconcile(self.kube, *key)
-            except Exception as e:  # any failure: count, say where, retry with backoff
-                ERRORS.labels(type(e).__name__).inc()
-                slot.failures += 1
-                delay = min(RETRY_BASE_S * 2 ** slot.failures, RETRY_MAX_S) * random.uniform(0.8, 1.2)
-                log.error("reconcile %s/%s failed (attempt %d), retrying in %.0f s: %s",
-                          *key, slot.failures, delay, e, exc_info=not isinstance(e, OSError))
-                asyncio.get_running_loop().call_later(delay, self.trigger, key)
+            except ApiError as e:
+                if e.namespace_terminating:  # the CobStack goes with its namespace: nothing to do
+                    log.info("%s/%s: namespace is terminating, not reconciling", *key)
+                    return
+                self._retry(key, slot, e, traceback=False)
+                return
+            except Exception as e:  # a bug or an outage: count, say where, retry with backoff
+                self._retry(key, slot, e, traceback=not isinstance(e, OSError))
                 return
             finally:
                 DURATION.observe(time.monotonic() - started)
@@ -95,6 +96,14 @@ class Reconciler:
                 log.warning("%s/%s: drift corrected: %s", *key, ", ".join(outcome.drift))
             elif outcome.changed:
                 log.info("%s/%s: applied %s", *key, ", ".join(outcome.changed))
+
+    def _retry(self, key: Key, slot: _Slot, error: Exception, traceback: bool) -> None:
+        ERRORS.labels(type(error).__name__).inc()
+        slot.failures += 1
+        delay = min(RETRY_BASE_S * 2 ** slot.failures, RETRY_MAX_S) * random.uniform(0.8, 1.2)
+        log.error("reconcile %s/%s failed (attempt %d), retrying in %.0f s: %s",
+                  *key, slot.failures, delay, error, exc_info=traceback)
+        asyncio.get_running_loop().call_later(delay, self.trigger, key)
 
     async def resync_forever(self, interval_s: float) -> None:
         """Level-triggered safety net: refreshes status (venue health) and catches missed events."""

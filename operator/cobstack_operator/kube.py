@@ -49,14 +49,19 @@ CHILD_KINDS = ("ConfigMap", "Service", "PersistentVolumeClaim", "StatefulSet", "
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str, method: str, path: str):
+    def __init__(self, status: int, reason: str, message: str, method: str, path: str,
+                 causes: tuple[str, ...] = ()):
         super().__init__(f"{method} {path}: HTTP {status} {reason}: {message}")
-        self.status, self.reason, self.message = status, reason, message
+        self.status, self.reason, self.message, self.causes = status, reason, message, causes
 
     @property
     def invalid(self) -> bool:
         """The API server refused the object itself (validation), not the request."""
         return self.status in (400, 422)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        return "NamespaceTerminating" in self.causes
 
 
 def load_configuration() -> client.Configuration:
@@ -86,8 +91,9 @@ class Kube:
         data = response.read()
         parsed = json.loads(data) if data else {}
         if response.status >= 400:
+            causes = tuple(c.get("reason", "") for c in (parsed.get("details") or {}).get("causes", []))
             raise ApiError(response.status, parsed.get("reason", response.reason or ""),
-                           parsed.get("message", data.decode(errors="replace")[:500]), method, path)
+                           parsed.get("message", data.decode(errors="replace")[:500]), method, path, causes)
         return parsed
 
     async def call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from .kube import CHILD_KINDS, ApiError, Kube
+from .kube import CHILD_KINDS, FIELD_MANAGER, ApiError, Kube
 from .render import MANAGER, render
 from .spec import InvalidSpec, parse_spec
 from .status import build_status, invalid_status
@@ -37,13 +38,15 @@ def utcnow() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def fingerprint(obj: dict[str, Any] | None) -> str | int | None:
-    """What changes when someone changes the object: its generation where it has one (status
-    updates leave that alone), else its resourceVersion."""
+def fingerprint(obj: dict[str, Any] | None) -> str | None:
+    """The fields the operator owns on an object (its server-side-apply managedFields entry).
+    Someone else changing one of them takes it over, so our next apply changes this; controllers
+    writing status or their own fields (finalizers, defaults) leave it alone."""
     if obj is None:
         return None
-    meta = obj["metadata"]
-    return meta.get("generation") or meta["resourceVersion"]
+    ours = [e for e in obj["metadata"].get("managedFields", [])
+            if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply" and not e.get("subresource")]
+    return json.dumps([e.get("fieldsV1") for e in ours], sort_keys=True)
 
 
 def _finished(job: dict[str, Any]) -> bool:
@@ -133,9 +136,20 @@ async def reconcile(kube: Kube, namespace: str, name: str, *, now: Callable[[], 
                                                      job_name=previous.get("trainerJob")))
         return Outcome("paused")
 
-    applied = {(o["kind"], o["metadata"]["name"]): await kube.apply(o) for o in desired}
-    changed = sorted(f"{k}/{n}" for (k, n), obj in applied.items() if fingerprint(children.get((k, n))) != fingerprint(obj))
-    drift = changed if previous.get("observedGeneration") == generation else []
+    applied: dict[tuple[str, str], dict[str, Any]] = {}
+    changed, taken_back = [], []
+    for obj in desired:
+        key = (obj["kind"], obj["metadata"]["name"])
+        # Read right before the apply: an edit between an earlier list and the apply would
+        # otherwise be corrected without being seen.
+        before = await kube.get(obj["kind"], namespace, obj["metadata"]["name"])
+        applied[key] = after = await kube.apply(obj)
+        if before is None or before["metadata"]["resourceVersion"] != after["metadata"]["resourceVersion"]:
+            changed.append(f"{key[0]}/{key[1]}")
+        if fingerprint(before) != fingerprint(after):
+            taken_back.append(f"{key[0]}/{key[1]}")
+    # With an unchanged spec, fields we had to take back were changed (or deleted) by someone else.
+    drift = taken_back if previous.get("observedGeneration") == generation else []
     if drift:
         await kube.event(body, "Normal", "DriftCorrected", "restored " + ", ".join(drift), now())
 

@@ -82,9 +82,10 @@ def training_state(job: dict[str, Any] | None, enabled: bool) -> tuple[str, str]
         if kind in conds:
             c = conds[kind]
             return state, f"Job {job['metadata']['name']}: {c.get('reason', kind)} {c.get('message', '')}".strip()
-    if st.get("active", 0) > 0:
-        return "Running", f"Job {job['metadata']['name']}: {st['active']} pod(s) active"
-    return "Pending", f"Job {job['metadata']['name']}: no pod running yet"
+    active, ready = st.get("active", 0), st.get("ready", 0)
+    if ready > 0:
+        return "Running", f"Job {job['metadata']['name']}: {ready} pod(s) running"
+    return "Pending", f"Job {job['metadata']['name']}: {active} pod(s) created, none running yet"
 
 
 def trainer_checks(state: str, message: str) -> dict[str, Check]:

@@ -84,7 +84,7 @@ def test_rbac_is_least_privilege():
     assert all("*" not in verbs for verbs in grants.values()) and ("", "secrets") not in grants
     assert grants[("cobstack.dev", "cobstacks")] == {"get", "list", "watch"}
     assert grants[("cobstack.dev", "cobstacks/status")] == {"patch"}
-    assert grants[("apps", "deployments")] == {"list", "watch", "create", "patch"}
+    assert grants[("apps", "deployments")] == {"get", "list", "watch", "create", "patch"}
     assert "delete" in grants[("batch", "jobs")]
     assert all("delete" not in verbs for (g, r), verbs in grants.items() if r != "jobs")
 

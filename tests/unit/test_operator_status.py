@@ -20,7 +20,7 @@ def deployment(name: str, available: int, generation: int = 1, observed: int = 1
 def job(name: str, *, active: int = 0, condition: str | None = None, created: str = T0) -> dict[str, Any]:
     conds = [{"type": condition, "status": "True", "reason": "Why", "message": "because"}] if condition else []
     return {"metadata": {"name": name, "creationTimestamp": created},
-            "status": {"active": active, "conditions": conds}}
+            "status": {"active": active, "ready": active, "conditions": conds}}
 
 
 def healthy(spec_overrides: dict | None = None, job_obj: dict | None = None) -> dict:
@@ -95,6 +95,9 @@ def test_trainer_outcomes():
     assert suspended["training"] == "Suspended" and conds(suspended)["TrainerReady"]["status"] == "False"
     disabled = status(healthy(), {"trainer": {"enabled": False}})
     assert disabled["training"] == "Disabled"
+    unscheduled = job("demo-train-1")
+    unscheduled["status"]["active"] = 1  # a created pod is "active" before it runs
+    assert status(healthy(job_obj=unscheduled))["training"] == "Pending"
 
 
 def test_external_redis_is_reported_as_not_probed():
@@ -150,7 +153,14 @@ def test_superseded_jobs_are_deleted_and_history_is_bounded():
     assert jobs_to_delete(jobs, None, keep=1) == ["t-running", "t-current", "t-old2", "t-old1"]
 
 
-def test_fingerprint_prefers_generation_over_resource_version():
+def test_fingerprint_is_the_operators_own_fields():
+    def obj(*entries):
+        return {"metadata": {"resourceVersion": "1", "managedFields": list(entries)}}
+
+    ours = {"manager": "cobstack-operator", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    lost = {**ours, "fieldsV1": {"f:spec": {}}}
+    theirs = {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}
+    status = {**ours, "subresource": "status", "fieldsV1": {"f:status": {"f:x": {}}}}
     assert fingerprint(None) is None
-    assert fingerprint({"metadata": {"generation": 2, "resourceVersion": "99"}}) == 2
-    assert fingerprint({"metadata": {"resourceVersion": "99"}}) == "99"
+    assert fingerprint(obj(ours)) == fingerprint(obj(ours, theirs, status)), "others' writes are not drift"
+    assert fingerprint(obj(ours)) != fingerprint(obj(lost)), "a field taken over by someone else is"

@@ -40,17 +40,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - apiGroups: [cobstack.dev]
   resources: [cobstacks/finalizers]
   verbs: [update]
-# Server-side apply is a patch that creates what is missing; list+watch feed drift correction.
+# Server-side apply is a patch that creates what is missing; get before each apply tells drift
+# apart, list+watch trigger it.
 - apiGroups: [""]
   resources: [configmaps, services, persistentvolumeclaims]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 # Superseded training Jobs are deleted (bounded history).
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
