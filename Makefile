@@ -63,3 +63,50 @@ tools: ## Build pinned etcd, kube-apiserver, kube-controller-manager, kubectl, h
 .PHONY: tools-gomod
 tools-gomod: ## Regenerate hack/tools/*/go.mod from hack/tools/versions.env (after a version bump)
 	@hack/tools/gen-gomods.sh
+
+# --- kubernetes: CRDs, images, a local kind cluster (docs/kubernetes.md) ---------------------
+
+IMAGE        ?= cobstack:dev
+GPU_IMAGE    ?= cobstack-gpu:dev
+KIND_CLUSTER ?= cobstack
+OPERATOR_NS  ?= cobstack-system
+HELM         ?= $(if $(wildcard .tools/bin/helm),.tools/bin/helm,helm)
+
+.PHONY: crds
+crds: install ## Regenerate crds/ and charts/cobstack/crds/ from the CobStack and config models
+	$(PY) -m cobstack_operator.crdgen
+
+.PHONY: images
+images: ## Build the CPU image (components + operator) and the GPU trainer image (needs Docker)
+	@hack/kind/require.sh images docker
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+	docker build -f docker/Dockerfile.gpu -t $(GPU_IMAGE) .
+
+.PHONY: kind-up
+kind-up: ## Create the local kind cluster (KIND_CLUSTER, default cobstack; needs Docker and kind)
+	@hack/kind/require.sh kind-up docker kind
+	@kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' \
+	  || kind create cluster --name $(KIND_CLUSTER) --config hack/kind/cluster.yaml
+
+.PHONY: kind-load
+kind-load: ## Build the CPU image and load it into the kind cluster (the sample trains on CPU)
+	@hack/kind/require.sh kind-load docker kind
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: ## helm install the operator, then apply examples/cobstack.yaml (simulated venues)
+	@hack/kind/require.sh deploy kubectl $(HELM)
+	$(HELM) upgrade --install cobstack charts/cobstack -n $(OPERATOR_NS) --create-namespace --wait \
+	  --set image.repository=$(firstword $(subst :, ,$(IMAGE))) --set image.tag=$(lastword $(subst :, ,$(IMAGE)))
+	kubectl apply -f examples/cobstack.yaml
+
+.PHONY: kind-e2e
+kind-e2e: ## Wait for the sample CobStack to be Ready, check snapshots flow and the dashboard answers
+	@hack/kind/require.sh kind-e2e kubectl curl
+	hack/kind/e2e.sh
+
+.PHONY: kind-down
+kind-down: ## Delete the local kind cluster
+	@hack/kind/require.sh kind-down kind
+	kind delete cluster --name $(KIND_CLUSTER)
