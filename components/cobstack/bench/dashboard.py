@@ -85,9 +85,8 @@ async def _sse_clients(url: str, n: int, seconds: float) -> list[int]:
 
     async def client(i: int, http: aiohttp.ClientSession) -> None:
         async with http.get(url) as resp:
-            async for line in resp.content:
-                if line.startswith(b"event: "):
-                    counts[i] += 1
+            async for chunk in resp.content.iter_any():  # cheap on the client: count, do not parse
+                counts[i] += chunk.count(b"\nevent: ") + chunk.startswith(b"event: ")
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
         tasks = [asyncio.create_task(client(i, http)) for i in range(n)]

@@ -6,7 +6,7 @@
 (function () {
   "use strict";
   const RING = 4096;
-  const cob = (window.cobstack = { latencies: [], longTasks: [], swaps: 0 });
+  const cob = (window.cobstack = { latencies: [], longTasks: [], heatmapDrawMs: [], swaps: 0 });
 
   function pushRing(arr, v) {
     arr.push(v);
@@ -68,9 +68,10 @@
   // Each canvas keeps its own columns {t, step, b0, a0, bids[], asks[], mid}; fragments carry
   // the newest columns (a column whose slot `t` is already drawn is replaced, older ones are
   // skipped). Cells go into an ImageData one pixel per (slot, bucket) and are scaled up in one
-  // drawImage, so a redraw costs about a millisecond whatever the window.
+  // drawImage, so a redraw costs a few milliseconds whatever the window.
   const maps = new Map();
   const AXIS_PX = 52;
+  const HM_REDRAW_MS = 250;
 
   function heatmapAppend(dataEl) {
     const canvas = document.getElementById(dataEl.dataset.canvas);
@@ -90,10 +91,20 @@
     let drop = 0;
     while (drop < hm.cols.length && hm.cols[drop].t <= cutoff) drop++;
     if (drop) hm.cols.splice(0, drop);
+    // at most one redraw per HM_REDRAW_MS (columns are 500 ms wide by default), in a frame
     if (!hm.pending) {
       hm.pending = true;
-      requestAnimationFrame(function () { hm.pending = false; drawHeatmap(canvas, hm); });
+      const wait = Math.max(0, (hm.drawnAt || 0) + HM_REDRAW_MS - performance.now());
+      setTimeout(function () {
+        requestAnimationFrame(function () {
+          hm.pending = false;
+          hm.drawnAt = performance.now();
+          drawHeatmap(canvas, hm);
+          pushRing(cob.heatmapDrawMs, performance.now() - hm.drawnAt);
+        });
+      }, wait);
     }
+  }
   }
 
   // dark -> blue -> teal -> yellow -> white, as a 256-entry lookup table
@@ -125,12 +136,18 @@
     const held = (last.t - cols[0].t) / hm.slot + 1;
     const nx = Math.round(Math.min(hm.keep / hm.slot, Math.max(30 / hm.slot, held))), ny = 2 * half + 1;
     const centre = Math.round(last.mid / step);  // bucket index at the middle row
-    const sizes = [];
-    for (const c of cols) { for (const s of c.bids) if (s > 0) sizes.push(s); for (const s of c.asks) if (s > 0) sizes.push(s); }
-    // colour scale: log size between the window's 5th and 98th percentiles
-    const lo = Math.log1p(percentile(sizes, 0.05) || 0), hi = Math.log1p(percentile(sizes, 0.98) || 1);
-    const range = hi - lo || 1;
-    const img = new ImageData(nx, ny), px = img.data;
+    // colour scale: log size between the 5th and 98th percentiles of the window, estimated
+    // from at most ~2000 sampled cells (sorting every cell each frame would cost a long task)
+    const stride = Math.max(1, Math.floor(cols.length / 40)), sizes = [];
+    for (let i = cols.length - 1; i >= 0; i -= stride) {
+      for (const s of cols[i].bids) if (s > 0) sizes.push(s);
+      for (const s of cols[i].asks) if (s > 0) sizes.push(s);
+    }
+    sizes.sort((a, b) => a - b);
+    const at = (p) => sizes[Math.min(sizes.length - 1, Math.floor(p * sizes.length))];
+    const lo = Math.log1p(at(0.05) || 0), hi = Math.log1p(at(0.98) || 1), range = hi - lo || 1;
+    if (!hm.img || hm.img.width !== nx || hm.img.height !== ny) hm.img = new ImageData(nx, ny);
+    const img = hm.img, px = img.data;
     for (let i = 0; i < px.length; i += 4) { px[i] = 13; px[i + 1] = 17; px[i + 2] = 23; px[i + 3] = 255; }
     const paint = (x, price, size) => {
       const y = half - (Math.round(price / step) - centre);
@@ -145,7 +162,7 @@
       if (c.b0 != null) for (let k = 0; k < c.bids.length; k++) paint(x, c.b0 - k * c.step, c.bids[k]);
       if (c.a0 != null) for (let k = 0; k < c.asks.length; k++) paint(x, c.a0 + k * c.step, c.asks[k]);
     }
-    scratch.width = nx; scratch.height = ny;
+    if (scratch.width !== nx || scratch.height !== ny) { scratch.width = nx; scratch.height = ny; }
     scratch.getContext("2d").putImageData(img, 0, 0);
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
