@@ -9,8 +9,11 @@ import aiohttp
 import pytest
 
 from cobstack.core.book import L2Book
+from cobstack.core.symbols import venue_instrument
 from cobstack.sim.server import start_sim
 from cobstack.venues.checksums import kraken as kraken_checksum
+from cobstack.venues.connect import VenueConnection
+from cobstack.venues.registry import make_adapter
 
 VENUES = ["binance", "kraken-v1", "coinbase"]
 
@@ -262,3 +265,109 @@ async def test_bad_fault_request_is_refused(sim, http):
 async def test_unknown_venue_is_refused():
     with pytest.raises(ValueError, match="no simulated venue"):
         await start_sim(["nyse"], ["BTC-USD"])
+
+
+# -- bitstamp, binance futures, okx, bybit, kraken v2: through the real adapters ---------------
+
+NEW_VENUES = ["bitstamp", "binance-usdm", "binance-coinm", "okx", "bybit", "kraken"]
+SYMBOLS = ["BTC-USD", "ETH-USD"]
+
+
+@pytest.fixture
+async def sim_new():
+    handle = await start_sim(NEW_VENUES, SYMBOLS, seed=7, speed=2.0)
+    yield handle
+    await handle.stop()
+
+
+async def _run_adapters(sim, venues: list[str], seconds: float) -> dict[str, VenueConnection]:
+    """Each venue's real adapter in the real shell, pointed at the simulated venue."""
+    conns = {}
+    for venue in venues:
+        natives = [venue_instrument(venue, s).native for s in SYMBOLS]
+        ws_url, rest_url = sim.endpoints[venue]
+        adapter = make_adapter(venue, natives, ws_url=ws_url, rest_url=rest_url)
+        conns[venue] = VenueConnection(adapter, lambda a, t: (a.dirty.clear(), a.trades.clear()),
+                                       heartbeat_s=5.0, stall_s=5.0)
+    tasks = [asyncio.create_task(c.run()) for c in conns.values()]
+    await asyncio.sleep(seconds)
+    for c in conns.values():
+        await c.stop()
+    await asyncio.gather(*tasks)
+    return conns
+
+
+async def test_new_venues_sync_through_their_adapters_on_the_real_paths(sim_new):
+    conns = await _run_adapters(sim_new, NEW_VENUES, 2.0)
+    for venue, conn in conns.items():
+        a, s = conn.adapter, conn.adapter.stats
+        assert conn.health.connects == 1 and a.flagged() == [], (venue, a.state, conn.health.message)
+        assert s.snapshots == 2 and s.updates >= 10, (venue, s)
+        assert (s.gaps, s.checksum_failures, s.crossed, s.resyncs, dict(s.rejected)) == (0, 0, 0, 0, {}), venue
+    assert conns["okx"].adapter.stats.checksums_ok >= 20 and conns["kraken"].adapter.stats.checksums_ok >= 100
+    for venue in ("bitstamp", "binance-usdm", "binance-coinm"):  # synced from REST snapshots
+        assert conns[venue].health.rest_requests == 2
+
+
+@pytest.mark.parametrize("venue,fault,counter", [
+    ("binance-usdm", "drop_frames", "gaps"),
+    ("binance-coinm", "drop_frames", "gaps"),
+    ("okx", "drop_frames", "gaps"),
+    ("okx", "corrupt_checksum", "checksum_failures"),
+    ("okx", "corrupt_level", "checksum_failures"),
+    ("bybit", "drop_frames", "gaps"),
+    ("kraken", "corrupt_checksum", "checksum_failures"),
+    ("kraken", "corrupt_level", "checksum_failures"),
+])
+async def test_new_venue_faults_are_detected_and_resynced(sim_new, venue, fault, counter):
+    sim_new.faults(venue).update({fault: 0.2})
+    conns = await _run_adapters(sim_new, [venue], 1.2)
+    stats = conns[venue].adapter.stats
+    assert sim_new.faults(venue).counts[fault] >= 2
+    assert getattr(stats, counter) >= 1 and stats.resyncs >= 1, stats
+    assert conns[venue].health.connects == 1  # resynced per instrument, never by reconnecting
+
+
+@pytest.mark.parametrize("venue", ["bitstamp", "okx", "bybit", "kraken"])
+async def test_new_venue_malformed_frames_are_counted(sim_new, venue):
+    sim_new.faults(venue).update({"malformed": 0.3})
+    conns = await _run_adapters(sim_new, [venue], 1.0)
+    rejected = conns[venue].adapter.stats.rejected
+    assert sum(n for kind, n in rejected.items() if kind.startswith("unparseable")) >= 2, rejected
+
+
+async def test_new_venue_rest_refusals(sim_new, http):
+    for venue, path in (("bitstamp", "/api/v2/order_book/btcusd/"), ("binance-usdm", "/fapi/v1/depth?symbol=BTCUSDT"),
+                        ("binance-coinm", "/dapi/v1/depth?symbol=BTCUSD_PERP")):
+        rest = sim_new.endpoints[venue][1] + path
+        async with http.get(rest) as r:
+            assert r.status == 200
+        await _post_faults(http, sim_new, venue, {"rate_limit": 1.0, "retry_after": 2})
+        async with http.get(rest) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "2"
+        await _post_faults(http, sim_new, venue, {"rate_limit": 0.0, "geo_block": True})
+        async with http.get(rest) as r:
+            assert r.status == 451
+    with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+        await http.ws_connect(sim_new.endpoints["bitstamp"][0] + "/")
+    assert e.value.status == 451
+
+
+async def test_new_venue_pings_and_heartbeats(sim_new, http):
+    ws_urls = {v: sim_new.endpoints[v][0] for v in NEW_VENUES}
+    async with http.ws_connect(ws_urls["okx"] + "/ws/v5/public") as ws:
+        await ws.send_str("ping")
+        assert (await ws.receive(timeout=2)).data == "pong"
+    async with http.ws_connect(ws_urls["bybit"] + "/v5/public/spot") as ws:
+        await ws.send_str('{"op":"ping","req_id":"p1"}')
+        pong = json.loads((await ws.receive(timeout=2)).data)
+        assert pong["ret_msg"] == "pong" and pong["req_id"] == "p1"
+    async with http.ws_connect(ws_urls["bitstamp"] + "/") as ws:
+        await ws.send_str('{"event":"bts:heartbeat"}')
+        assert json.loads((await ws.receive(timeout=2)).data)["event"] == "bts:heartbeat"
+    async with http.ws_connect(ws_urls["kraken"] + "/v2") as ws:
+        assert json.loads((await ws.receive(timeout=2)).data)["channel"] == "status"
+        await ws.send_str('{"method":"ping","req_id":3}')
+        assert json.loads((await ws.receive(timeout=2)).data)["method"] == "pong"
+        frames = [json.loads(t) async for t in _frames(ws, 1.3)]
+    assert {"channel": "heartbeat"} in frames

@@ -13,8 +13,8 @@ Served on /v5/public/spot:
 
 An orderbook.N topic is the top N levels: a delta carries what takes the previous top N to the
 new one, new and changed levels with their size and levels that left the top N with size "0",
-so a client never truncates. Pushed every market step (20 ms, as spot level 50) when the top
-changed; `u` counts pushes per topic (u=1 would announce a service restart, so it starts
+so a client never truncates. Pushed every 20 ms for 50 levels, 200 ms for 200 and 1000, when
+the top changed; `u` counts pushes per topic (u=1 would announce a service restart, so it starts
 higher) and `seq` is the last book change id.
 """
 
@@ -27,7 +27,7 @@ import orjson
 from ..market import BookDelta, Trade, VenueBook
 from .wire import BOOK, TRADE, Conn, Out, Wire, bump_size
 
-DEPTHS = (50, 200, 1000)
+PUSH_S = {50: 0.02, 200: 0.2, 1000: 0.2}  # documented spot push interval per depth
 FIRST_U = 1000
 
 
@@ -38,6 +38,7 @@ class _Topic:
         self.book, self.depth = book, depth
         self.name = f"orderbook.{depth}.{book.native}"
         self.u = FIRST_U
+        self.due = 0.0
         self.bids, self.asks = self._top(True), self._top(False)
 
     def _top(self, is_bid: bool) -> dict[str, str]:
@@ -53,7 +54,11 @@ class _Topic:
                             [[p, s] for p, s in self.asks.items()], t)
 
     def delta(self, t: float) -> dict | None:
-        """The delta from the held top to the market's top now, or None if unchanged."""
+        """The delta from the held top to the market's top now, or None if unchanged or not due."""
+        if t < self.due:
+            return None
+        interval = PUSH_S[self.depth]
+        self.due = (t // interval + 1) * interval
         new_bids, new_asks = self._top(True), self._top(False)
         bids, asks = _diff(self.bids, new_bids), _diff(self.asks, new_asks)
         self.bids, self.asks = new_bids, new_asks
@@ -109,7 +114,7 @@ class Bybit(Wire):
         if len(parts) == 2 and parts[0] == "publicTrade":
             return parts[1] in self.books
         return (len(parts) == 3 and parts[0] == "orderbook" and parts[1].isdigit()
-                and int(parts[1]) in DEPTHS and parts[2] in self.books)
+                and int(parts[1]) in PUSH_S and parts[2] in self.books)
 
     def _topic(self, name: str) -> _Topic:
         topic = self.topics.get(name)
