@@ -1,6 +1,7 @@
 """OKX adapter on frames in the documented v5 shapes: snapshot, seqId/prevSeqId continuity
 (including the documented keep-alive and reset cases), CRC32 checksum, per-instrument resync."""
 
+import asyncio
 import random
 import time
 import zlib
@@ -8,12 +9,14 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from aiohttp import WSMsgType, web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cobstack.core.book import L2Book
 from cobstack.venues.base import LIVE, RESYNC
 from cobstack.venues.checksums import okx as okx_checksum
+from cobstack.venues.connect import VenueConnection
 from cobstack.venues.okx import OkxAdapter
 
 INST = "BTC-USDT"
@@ -215,3 +218,41 @@ def test_synthetic_stream_verifies_every_checksum():
     assert a.stats.checksums_ok == len(frames) and a.stats.checksum_failures == 0
     assert a.stats.updates == len(frames) - 1 and a.flagged() == []
     print(f"okx: {len(frames) / elapsed:,.0f} msgs/s with checksums")
+
+
+async def test_shell_sends_the_app_ping_and_ignores_the_pong():
+    """Over a real loopback websocket: the shell sends OKX's text "ping" every heartbeat and
+    the server's "pong" is counted as ignored, not rejected."""
+    received: list[str] = []
+
+    async def handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                received.append(msg.data)
+                if msg.data == "ping":
+                    await ws.send_str("pong")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws/v5/public", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        conn = VenueConnection(OkxAdapter([INST], ws_url=f"ws://127.0.0.1:{port}"), lambda a, t: None,
+                               heartbeat_s=0.05, stall_s=5.0)
+        task = asyncio.create_task(conn.run())
+        for _ in range(200):
+            if received.count("ping") >= 2 and conn.adapter.stats.ignored >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await conn.stop()
+        await task
+    finally:
+        await runner.cleanup()
+    assert orjson.loads(received[0])["op"] == "subscribe" and received.count("ping") >= 2
+    assert conn.adapter.stats.ignored >= 2 and not conn.adapter.stats.rejected
