@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -222,7 +222,7 @@ class ControlPlane:
     kubeconfig: Path  # admin (system:masters)
     ca_pem: bytes
     workdir: Path
-    env: dict[str, str] = field(default_factory=dict)  # KUBECONFIG set, .tools/bin first on PATH
+    env: dict[str, str]  # os.environ + KUBECONFIG, .tools/bin first on PATH (for kubectl, helm)
 
     def api_client(self, kubeconfig: Path | None = None):
         from kubernetes import config
