@@ -22,7 +22,7 @@ import pytest
 from cobstack.capture import iter_capture
 from cobstack.replay import feed, summarize
 from cobstack.venues.base import LIVE, RESYNC
-from cobstack.venues.binance import reconcile
+from cobstack.venues.binance import RECONCILE_KEY
 from cobstack.venues.registry import make_adapter
 
 
@@ -170,8 +170,18 @@ def test_binance_lost_repeated_or_swapped_diff_is_a_gap(recordings_dir, name, ve
     check_binance_gap(swap(recs, i, idx[len(idx) // 2 + 1]), venue, sym)
 
 
+def reconcile_with(a, sym, snapshot):
+    """Reconcile `sym` (the whole book: the altered level may be deep) against `snapshot`."""
+    a.reconcile_levels = 10**6
+    a.reconcile_requests(0.0)  # schedules; the second call finds them due
+    [(_, url, key)] = [e for e in a.reconcile_requests(1e12) if e[2] == RECONCILE_KEY + sym]
+    a.outbox.clear()
+    a.on_rest(url, snapshot, 1.0, key)
+    return a.reconciliations[sym]
+
+
 @pytest.mark.parametrize("name,venue", BINANCE)
-def test_binance_altered_size_is_invisible_in_the_stream_but_reconcile_finds_it(recordings_dir, name, venue):
+def test_binance_altered_size_is_invisible_in_the_stream_but_reconciliation_finds_it(recordings_dir, name, venue):
     recs = load(recordings_dir, name)
     sym, idx = binance_diffs(recs, venue)
     i = next(j for j in reversed(idx) if orjson.loads(recs[j].data)["data"]["b"])
@@ -184,10 +194,12 @@ def test_binance_altered_size_is_invisible_in_the_stream_but_reconcile_finds_it(
     truth = orjson.dumps({"lastUpdateId": book.seq,
                           "bids": [[lv.price_str, lv.size_str] for lv in book.bids.top(10**6)],
                           "asks": [[lv.price_str, lv.size_str] for lv in book.asks.top(10**6)]})
-    assert reconcile(book, truth, levels=10**6)["in_sync"]
-    drift = reconcile(bad.books[sym], truth, levels=10**6)
-    assert not drift["in_sync"] and drift["bids_mismatched"] == 1
-    assert drift["book_update_id"] == drift["snapshot_update_id"]  # same id, different book: drift
+    assert reconcile_with(good, sym, truth).outcome == "in_sync"
+    drift = reconcile_with(bad, sym, truth)
+    assert drift.outcome == "drift" and drift.drifted_levels == 1
+    assert drift.update_id == drift.snapshot_update_id == book.seq  # same id, different book: drift
+    assert bad.stats.drift_events == 1 and bad.outbox == [("http", bad.snapshot_url(sym), sym)]
+    assert_only_flagged(bad, sym, recs, venue)
 
 
 @pytest.mark.parametrize("name,venue", BINANCE)

@@ -4,7 +4,7 @@ import orjson
 import pytest
 
 from cobstack.venues.base import LIVE, RESYNC, SYNCING
-from cobstack.venues.binance import BinanceAdapter, BinanceCoinmAdapter, BinanceUsdmAdapter, reconcile
+from cobstack.venues.binance import BinanceAdapter, BinanceCoinmAdapter, BinanceUsdmAdapter
 
 SYM = "BTCUSDT"
 
@@ -103,12 +103,3 @@ def test_crossed_and_bad_levels_resync_only_that_symbol():
     a.on_frame(diff(102, 102, b=[("99.0", "-1")], sym="ETHUSDT"), 1.3)
     assert a.stats.rejected["negative_size"] == 1 and a.state["ETHUSDT"] == RESYNC
 
-
-def test_reconcile_reports_drift_in_top_levels():
-    a = BinanceAdapter([SYM])
-    a.on_frame(diff(101, 101), 1.0)
-    a.on_rest("u", snap(100, bids=[("100.0", "1.0"), ("99.0", "2.0")]), 1.1, SYM)
-    same = reconcile(a.books[SYM], snap(101, bids=[("100.0", "1.00"), ("99.0", "2.0")]))
-    assert same["in_sync"] and same["book_update_id"] == 101 and same["snapshot_update_id"] == 101
-    drift = reconcile(a.books[SYM], snap(101, bids=[("100.0", "1.0"), ("98.0", "2.0")]))
-    assert not drift["in_sync"] and drift["bids_mismatched"] == 2 and drift["best_bid_match"]

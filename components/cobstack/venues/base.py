@@ -58,6 +58,10 @@ class VenueStats:
     crossed: int = 0
     stale_dropped: int = 0  # diffs older than the snapshot, dropped as the venue docs say
     ignored: int = 0  # frames deliberately unused (tickers, klines, heartbeats, acks)
+    reconciliations: int = 0  # live books compared with a REST snapshot at the same update id
+    reconcile_skipped: int = 0  # reconciliations given up (snapshot too old, never came, ...)
+    drift_events: int = 0  # reconciliations that found the live book different (then resynced)
+    drifted_levels: int = 0  # levels that differed, over all drift events
     rejected: Counter = field(default_factory=Counter)
     samples: dict = field(default_factory=dict)  # kind -> first truncated sample
 
@@ -76,6 +80,8 @@ class VenueStats:
             "checksums_ok": self.checksums_ok, "checksum_failures": self.checksum_failures,
             "gaps": self.gaps, "resyncs": self.resyncs, "crossed": self.crossed,
             "stale_dropped": self.stale_dropped, "ignored": self.ignored,
+            "reconciliations": self.reconciliations, "reconcile_skipped": self.reconcile_skipped,
+            "drift_events": self.drift_events, "drifted_levels": self.drifted_levels,
             "rejected": dict(self.rejected),
         }
 
@@ -200,6 +206,12 @@ class Adapter:
             self._reset(native, SYNCING)
         self.outbox.extend(("ws", f) for f in self.subscribe_frames())
 
+    def reconcile_requests(self, now: float, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """("http", url, key) fetches of periodic reconciliations due at `now` (at most
+        `limit`), for venues whose stream can drift unseen; the shell fetches them within
+        the REST budget and hands each body to on_rest with its key. None by default."""
+        return []
+
     def _frame(self, text: str | bytes, ts: float) -> None:
         raise NotImplementedError
 
@@ -241,6 +253,8 @@ class Adapter:
             self.stats.checksum_failures += 1
         elif kind == "crossed":
             self.stats.crossed += 1
+        elif kind == "drift":
+            self.stats.drift_events += 1
         else:
             self.stats.reject(kind, sample)
         if self.state.get(native) != RESYNC:

@@ -2,8 +2,9 @@
 
 Everything venue-specific lives in the adapter; this module only moves bytes and time:
 it connects, feeds frames to `adapter.on_frame`, executes the adapter's effects (frames to
-send, REST snapshots to fetch under the venue's request budget), reconnects with jittered
-exponential backoff, and keeps a human-readable health record.
+send, REST snapshots to fetch under the venue's request budget), starts the adapter's due
+reconciliations with what that budget spares, reconnects with jittered exponential backoff,
+and keeps a human-readable health record.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ import aiohttp
 from .base import Adapter
 
 log = logging.getLogger("cobstack.connect")
+
+# Reconciliations only spend the REST budget above this fraction of it: the rest stays for
+# resync snapshots, which come first (a resyncing book is unusable; a reconciliation only
+# double-checks a live one).
+RECONCILE_RESERVE = 0.5
 
 # Venue HTTP answers that need a person to know, not just a retry.
 HTTP_MEANING = {
@@ -76,11 +82,15 @@ class RestBudget:
         self.stamp = clock()
         self.blocked_until = 0.0
 
-    def delay_for(self, weight: float) -> float:
-        """Seconds to wait before spending `weight`; spends it when 0 is returned."""
+    def _refill(self) -> float:
         now = self.clock()
         self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+        return now
+
+    def delay_for(self, weight: float) -> float:
+        """Seconds to wait before spending `weight`; spends it when 0 is returned."""
+        now = self._refill()
         if now < self.blocked_until:
             return self.blocked_until - now
         if self.tokens >= weight:
@@ -88,8 +98,34 @@ class RestBudget:
             return 0.0
         return (weight - self.tokens) / self.rate
 
+    def spare(self, weight: float, reserve: float) -> int:
+        """How many requests of `weight` fit now without taking the bucket below `reserve`
+        (0 while blocked). Spends nothing."""
+        now = self._refill()
+        if now < self.blocked_until or weight <= 0:
+            return 0
+        return max(0, int((self.tokens - reserve) // weight))
+
+    def spend(self, weight: float) -> None:
+        self._refill()
+        self.tokens -= weight
+
     def block(self, seconds: float) -> None:
         self.blocked_until = max(self.blocked_until, self.clock() + seconds)
+
+
+def due_reconciliations(adapter: Adapter, budget: RestBudget, now: float) -> list[tuple[str, str]]:
+    """(url, key) of the reconciliation fetches to start now: those the adapter has due, as
+    many as the budget affords above its reserve, each paid for here. What the budget cannot
+    afford stays due in the adapter, for the next call."""
+    weight = adapter.snapshot_weight
+    n = budget.spare(weight, budget.capacity * RECONCILE_RESERVE)
+    if not n:
+        return []
+    fetches = adapter.reconcile_requests(now, n)
+    for _ in fetches:
+        budget.spend(weight)
+    return [(url, key) for _, url, key in fetches]
 
 
 class VenueConnection:
@@ -98,13 +134,15 @@ class VenueConnection:
 
     def __init__(self, adapter: Adapter, on_frame_done: Callable[[Adapter, float], None],
                  heartbeat_s: float = 15.0, stall_s: float = 30.0,
-                 tap: Callable[[str, str, str], None] | None = None):
+                 tap: Callable[[str, str, str], None] | None = None, reconcile_tick_s: float = 1.0):
         """tap(kind, url, data): sees all traffic in capture terms (ws_open, ws_send,
-        ws_recv, http) - `cobstack record` writes it to a capture file."""
+        ws_recv, http) - `cobstack record` writes it to a capture file.
+        reconcile_tick_s: how often the adapter is asked for due reconciliations."""
         self.adapter = adapter
         self.tap = tap
         self.on_frame_done = on_frame_done
         self.heartbeat_s = heartbeat_s
+        self.reconcile_tick_s = reconcile_tick_s
         self.stall_s = stall_s  # no frame for this long -> reconnect (a silently stalled feed)
         self.health = VenueHealth(adapter.venue)
         self.budget = RestBudget(adapter.rest_weight_per_minute)
@@ -160,9 +198,11 @@ class VenueConnection:
             adapter.start()
             await self._drain(ws)
             pinger = asyncio.create_task(self._app_pings(ws)) if adapter.app_ping else None
+            reconciler = asyncio.create_task(self._reconciliations())
             try:
                 await self._receive(ws, url)
             finally:
+                reconciler.cancel()
                 if pinger is not None:
                     pinger.cancel()
 
@@ -177,6 +217,13 @@ class VenueConnection:
                 await ws.send_str(ping)
             except (ConnectionError, aiohttp.ClientError):
                 return  # the receive loop sees the closed socket and reconnects
+
+    async def _reconciliations(self) -> None:
+        """While connected, start the adapter's due reconciliations every tick."""
+        while True:
+            await asyncio.sleep(self.reconcile_tick_s)
+            for url, key in due_reconciliations(self.adapter, self.budget, time.time()):
+                self._spawn_fetch(url, key, paid=True)
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse, url: str) -> None:
         adapter = self.adapter
@@ -213,18 +260,24 @@ class VenueConnection:
                     self.tap("ws_send", self._ws_url, effect[1])
                 await ws.send_str(effect[1])
             elif effect[0] == "http":
-                task = asyncio.create_task(self._fetch(effect[1], effect[2] if len(effect) > 2 else None))
-                self._rest_tasks.add(task)
-                task.add_done_callback(self._rest_tasks.discard)
+                self._spawn_fetch(effect[1], effect[2] if len(effect) > 2 else None)
 
-    async def _fetch(self, url: str, key: str | None) -> None:
-        """GET a REST snapshot within the venue's budget; retry politely on errors."""
+    def _spawn_fetch(self, url: str, key: str | None, paid: bool = False) -> None:
+        task = asyncio.create_task(self._fetch(url, key, paid))
+        self._rest_tasks.add(task)
+        task.add_done_callback(self._rest_tasks.discard)
+
+    async def _fetch(self, url: str, key: str | None, paid: bool = False) -> None:
+        """GET a REST snapshot within the venue's budget; retry politely on errors.
+        paid: a reconciliation, already paid for and tried once: if it fails, the adapter
+        gives it up and asks again at its next interval."""
         adapter, backoff = self.adapter, Backoff(base=1.0, cap=60.0)
         while not self._stopped.is_set():
-            delay = self.budget.delay_for(adapter.snapshot_weight)
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
+            if not paid:
+                delay = self.budget.delay_for(adapter.snapshot_weight)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue
             self.health.rest_requests += 1
             try:
                 async with self.session.get(url) as resp:
@@ -246,4 +299,8 @@ class VenueConnection:
             self.health.errors[state] = self.health.errors.get(state, 0) + 1
             wait = max(retry_after, backoff.next())
             self.budget.block(wait)
+            if paid:  # the books are as good as before: count and log it, leave the state alone
+                log.warning("%s: reconciliation %s failed: %s; pausing REST %.1fs, trying again "
+                            "at the next interval", adapter.venue, url, meaning, wait)
+                return
             self.health.set(state, f"{url}: {meaning}; retrying in {wait:.1f}s")
