@@ -155,6 +155,11 @@ class VenueHealth:
     gaps: int
     checksum_failures: int
     rejected: dict[str, int]  # rejection kind -> count
+    # Optional (absent from older writers): why the connection is in its state (e.g. an HTTP
+    # 451 geo-block), and REST reconciliation results where the venue is reconciled.
+    message: str = ""
+    reconciliations: int = 0
+    drift_events: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +511,7 @@ def trade_record(symbol: str, trade: TradeLike, quote: str | None = None) -> dic
 
 def venue_health(venue: str, connection: str, instruments: Mapping[str, str],
                  stats: Mapping[str, Any], lag_ms: float | None,
-                 last_message_age_ms: float | None) -> dict:
+                 last_message_age_ms: float | None, message: str = "") -> dict:
     """One venue's health row. connection: the websocket's state ("live" when connected);
     stats: `VenueStats.as_dict()`. The row's state is the connection's when it is not live,
     else the first non-live instrument state (by name), else "live"."""
@@ -515,7 +520,9 @@ def venue_health(venue: str, connection: str, instruments: Mapping[str, str],
     return {"venue": venue, "state": state, "instruments": dict(instruments), "lag_ms": lag_ms,
             "last_message_age_ms": last_message_age_ms, "messages": stats["messages"],
             "resyncs": stats["resyncs"], "gaps": stats["gaps"],
-            "checksum_failures": stats["checksum_failures"], "rejected": dict(stats["rejected"])}
+            "checksum_failures": stats["checksum_failures"], "rejected": dict(stats["rejected"]),
+            "message": message, "reconciliations": stats.get("reconciliations", 0),
+            "drift_events": stats.get("drift_events", 0)}
 
 
 def health_record(ts_ns: int, venues: list[dict], bus_state: str, bus_detail: str = "") -> dict:

@@ -220,8 +220,7 @@ class Ingest:
             row = schema.venue_health(
                 venue, h.state, {n: adapter.state[n] for n in adapter.books}, adapter.stats.as_dict(),
                 h.lag_ms if h.last_msg_ts and adapter.event_time else None,
-                round((now - h.last_msg_ts) * 1000) if h.last_msg_ts else None)
-            row["message"] = h.message
+                round((now - h.last_msg_ts) * 1000) if h.last_msg_ts else None, h.message)
             venues.append(row)
         return schema.health_record(int(now * 1e9), venues, "ok" if self.bus_up else "down",
                                     self.bus_message)
