@@ -260,3 +260,17 @@ def test_pipeline_config_lists_every_problem():
     assert PipelineConfig(buckets_per_side=7).k == 7 and PipelineConfig(tensor_buckets=3).k == 3
     with pytest.raises(ValueError, match="non-empty list without repeats"):
         SymbolPipeline("BTC-USD", ["a", "a"])
+
+
+def test_inverse_contract_sizes_become_base_units_at_each_level():
+    """Binance COIN-M quotes sizes in 100 USD contracts: 30 contracts at 50,000 are 0.06 BTC."""
+    from cobstack.core.consolidate import VenueView, assess, gather, FloatMemo
+    from cobstack.core.book import L2Book
+
+    book = L2Book("binance-coinm", "BTCUSD_PERP")
+    book.load([("50000", "30"), ("49900", "10")], [("50100", "20")])
+    view = VenueView("binance-coinm", book, "USD", True, 0.0, contract_value=100.0)
+    members, _ = assess([view], ["binance-coinm"], "par", {}, 5.0, 0.05)
+    assert members[0].bid_size == pytest.approx(30 * 100 / 50000)
+    side = gather(members, True, 10, 10, None, FloatMemo())
+    assert side.size.tolist() == pytest.approx([0.06, 10 * 100 / 49900])

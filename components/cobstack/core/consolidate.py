@@ -41,6 +41,10 @@ class VenueView:
     live: bool  # the adapter's sync state is "live"
     age_s: float  # seconds since the book last changed or was confirmed
     state: str = ""  # the adapter's state name for the status row ("" = live / "down")
+    # Inverse (coin-margined) contracts: sizes on the wire are contracts worth this many units
+    # of the quote each, so a level's base size is contracts * contract_value / price. 0: sizes
+    # are already in base units.
+    contract_value: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,10 @@ def _best(view: VenueView, rate: float, is_bid: bool) -> tuple[float | None, flo
     level = view.book.side(is_bid).best()
     if level is None:
         return None, 0.0
-    return float(level.price_str) * rate, float(level.size_str)
+    price, size = float(level.price_str), float(level.size_str)
+    if view.contract_value:
+        size *= view.contract_value / price
+    return price * rate, size
 
 
 def assess(views: Sequence[VenueView], venues: Sequence[str], policy: str,
@@ -223,6 +230,10 @@ def gather(members: Sequence[Member], is_bid: bool, depth: int, min_levels: int,
     get = memo.__getitem__
     price = np.fromiter(map(get, map(_PRICE_STR, chain.from_iterable(tops))), np.float64, total)
     size = np.fromiter(map(get, map(_SIZE_STR, chain.from_iterable(tops))), np.float64, total)
+    if any(m.view.contract_value for m in members):  # contracts -> base units, at native prices
+        value = np.repeat([m.view.contract_value for m in members], counts)
+        inverse = value > 0
+        size[inverse] *= value[inverse] / price[inverse]
     if any(m.rate != 1.0 for m in members):
         price *= np.repeat([m.rate for m in members], counts)
     return Side(price, size, columns, counts)

@@ -93,5 +93,17 @@ def venue_instrument(venue: str, symbol: str) -> Instrument:
     return Instrument(venue, native, base, quote)
 
 
+# Inverse (coin-margined) contracts: face value in USD per contract, by base asset. Binance
+# COIN-M: BTCUSD_PERP is 100 USD a contract, every other pair 10 USD.
+_CONTRACT_USD = {"binance-coinm": {"BTC": 100.0}}
+_CONTRACT_USD_DEFAULT = {"binance-coinm": 10.0}
+
+
+def contract_value(venue: str, base: str) -> float:
+    """USD per contract where the venue quotes sizes in inverse contracts, else 0.0 (sizes
+    are base units)."""
+    return _CONTRACT_USD.get(venue, {}).get(base, _CONTRACT_USD_DEFAULT.get(venue, 0.0))
+
+
 def known_venues() -> list[str]:
     return sorted(_NATIVE_FORMAT)

@@ -19,7 +19,7 @@ from ..config import Settings
 from ..core import schema
 from ..core.consolidate import VenueView
 from ..core.pipeline import PipelineConfig, SymbolPipeline
-from ..core.symbols import venue_instrument
+from ..core.symbols import contract_value, venue_instrument
 from ..venues.base import Adapter
 from ..venues.connect import Backoff, VenueConnection
 from ..venues.registry import make_adapter
@@ -106,22 +106,23 @@ class Ingest:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def _view(self, venue: str, native: str, quote: str, now: float) -> VenueView | None:
+    def _view(self, venue: str, native: str, base: str, quote: str, now: float) -> VenueView | None:
         adapter = self.adapters[venue]
         book = adapter.books.get(native)
         if book is None:
             return None
         live = adapter.consistent(native) and self.connections[venue].health.state == "live"
-        return VenueView(venue, book, quote, live, now - self.last_change.get((venue, native), 0.0))
+        return VenueView(venue, book, quote, live, now - self.last_change.get((venue, native), 0.0),
+                         contract_value=contract_value(venue, base))
 
     def views(self, symbol: str, now: float) -> list[VenueView]:
-        views = (self._view(v, i.native, i.quote, now)
+        views = (self._view(v, i.native, i.base, i.quote, now)
                  for v, i in ((v, venue_instrument(v, symbol)) for v in self.adapters))
         return [view for view in views if view is not None]
 
     def reference_views(self, now: float) -> dict[str, VenueView]:
         """The USD reference book of each stablecoin quote (quote_policy "rate")."""
-        views = {q: self._view(venue, native, "USD", now) for q, (venue, native) in self.rate_refs.items()}
+        views = {q: self._view(venue, native, q, "USD", now) for q, (venue, native) in self.rate_refs.items()}
         return {q: view for q, view in views.items() if view is not None}
 
     def build_batch(self, symbols: list[str], now: float) -> list[tuple[str, bytes]]:

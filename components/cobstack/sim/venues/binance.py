@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import orjson
 
+from ...core.symbols import contract_value
 from ..market import BookDelta, Trade
 from .wire import BOOK, TRADE, Batch, Conn, Out, Wire, bump_size
 
@@ -204,11 +205,10 @@ class BinanceCoinm(BinanceUsdm):
     """COIN-M futures: REST /dapi/v1/depth; symbols BTCUSD_PERP with pair `ps`; sizes in contracts."""
     venue = "binance-coinm"
     rest_paths = ("/dapi/v1/depth",)
-    CONTRACT_USD = {"BTC": 100, "ETH": 10, "SOL": 10}  # contract face value, USD, per base asset
-
     def __init__(self, market, symbols):
         super().__init__(market, symbols)
-        self.face = {n: Decimal(self.CONTRACT_USD[b.symbol.split("-")[0]]) for n, b in self.books.items()}
+        self.face = {n: Decimal(str(contract_value(self.venue, b.symbol.split("-")[0])))
+                     for n, b in self.books.items()}
 
     def qty(self, native: str, price: str, size: str) -> str:
         """Contracts worth `size` base units at `price`; a resting level is at least one."""
