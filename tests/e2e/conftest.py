@@ -28,8 +28,10 @@ COBSTACK = str(Path(sys.executable).with_name("cobstack"))
 VIEWPORT = {"width": 1600, "height": 900}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium per test module: sync Playwright keeps an event loop running in this
+    thread while it is open, which asyncio tests of other modules must not inherit."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"chromium not found at {CHROMIUM}: run `make test` (installs Debian chromium)")
     from playwright.sync_api import sync_playwright
@@ -51,11 +53,15 @@ def page(browser):
     context.close()
 
 
-def screenshot(page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    return path
+@pytest.fixture
+def screenshot():
+    """save(page, name): a PNG of the page in artifacts/screenshots/ (a test artefact)."""
+    def save(page, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path))
+        return path
+    return save
 
 
 class Proc:

@@ -16,8 +16,6 @@ from cobstack.bus.redis_streams import FIELD
 from cobstack.core import schema
 from cobstack.streams import book_stream
 
-from conftest import screenshot
-
 pytestmark = [pytest.mark.browser, pytest.mark.redis]
 
 LIVE_TIMEOUT_MS = 20_000
@@ -71,7 +69,7 @@ def wait_seq_beyond(page, panel: str, seq: int) -> None:
                    return el && +el.dataset.seq > {seq}; }}""", timeout=LIVE_TIMEOUT_MS)
 
 
-def test_overview_renders_and_every_panel_updates_live(stack, page):
+def test_overview_renders_and_every_panel_updates_live(stack, page, screenshot):
     page.goto(stack.url + "/book/BTC-USD")
     wait_live(page)
     page.wait_for_selector('[sse-swap="ladder.BTC-USD"] .lad .row', timeout=LIVE_TIMEOUT_MS)
@@ -109,7 +107,7 @@ def test_numbers_on_screen_are_the_streams_numbers(stack, page):
         wait_seq_beyond(page, "stats.BTC-USD", shown["seq"])
 
 
-def test_page_recovers_by_itself_after_the_dashboard_restarts(stack, page):
+def test_page_recovers_by_itself_after_the_dashboard_restarts(stack, page, screenshot):
     page.goto(stack.url + "/book/ETH-USD")
     wait_live(page)
     page.wait_for_selector('[sse-swap="stats.ETH-USD"] [data-seq]', timeout=LIVE_TIMEOUT_MS)
@@ -129,7 +127,7 @@ def test_page_recovers_by_itself_after_the_dashboard_restarts(stack, page):
 
 @pytest.mark.parametrize("path, component, command", [
     ("/model", "trainer", "cobstack train"), ("/executor", "executor", "cobstack execute")])
-def test_consumer_pages_say_their_component_is_not_running(stack, page, path, component, command):
+def test_consumer_pages_say_their_component_is_not_running(stack, page, screenshot, path, component, command):
     page.goto(stack.url + path)
     wait_live(page)
     empty = page.locator(".empty").first

@@ -105,7 +105,6 @@
       }, wait);
     }
   }
-  }
 
   // dark -> blue -> teal -> yellow -> white, as a 256-entry lookup table
   const STOPS = [[13, 17, 23], [30, 60, 150], [20, 160, 170], [240, 200, 40], [255, 255, 255]];
