@@ -2,8 +2,11 @@
 encoders (decoded back the way the dashboard reads them)."""
 
 from cobstack.dashboard import views
+from cobstack.dashboard.feeds import TrainFeed
+from cobstack.dashboard.hub import Hub
 from cobstack.dashboard.render import Renderer
 from cobstack.executor import records as ex
+from cobstack.trainer.records import decode_record, encode_record
 from cobstack.trainer.signals import decode_signal, encode_signal, make_signal
 
 T = 1_700_000_000_000_000_000
@@ -35,7 +38,7 @@ def test_account_panel_shows_equity_curve_and_risk_state():
     points = [(T / 1e9 + i, 10_000.0 + i) for i in range(5)]
     v = views.account_view(pnl(T, 10_004.0, halted="manual: operator"), points)
     # equity 10000..10004 padded by 5% of the range: the first (lowest) point sits 0.2/4.4 of 150 px up
-    assert v["curve"]["points"].split()[0] == f"0.0,{150 - 0.2 / 4.4 * 150:.1f}"
+    assert v["curve"]["lines"][0].split()[0] == f"0.0,{150 - 0.2 / 4.4 * 150:.1f}"
     html = render("account", v)
     assert "HALTED: manual: operator" in html and "10,004.00" in html and "<polyline" in html
     assert "60,000.50" in html and "blocked" in html
@@ -65,7 +68,52 @@ def test_fills_orders_positions_and_risk_panels():
 
 
 def test_empty_consumer_panels_name_the_component_and_how_to_start_it():
-    assert "trainer not running" in render("signals", None) and "cobstack train" in render("signals", None)
+    for panel in ("signals", "train", "report"):
+        assert "trainer not running" in render(panel, None) and "cobstack train" in render(panel, None)
     for panel, stream in (("account", "cob:exec:pnl"), ("fills", "cob:exec:fills"), ("risk", "cob:exec:risk")):
         html = render(panel, None)
         assert "executor not running" in html and "cobstack execute" in html and stream in html
+
+
+def train_records() -> list[tuple[str, dict]]:
+    """A short run as the trainer publishes it: collecting, progress, validation, a fold, RL."""
+    def rec(kind, **fields):
+        return decode_record(encode_record(kind, T, "BTC-USD", "tiny", fields))
+
+    scores = {name: {"10": {"f1": f1, "mcc": mcc}} for name, f1, mcc in
+              (("model", 0.61, 0.22), ("majority", 0.3, 0.0), ("persistence", 0.4, 0.05), ("logistic", 0.5, 0.12))}
+    policies = {"dqn": {"pnl_bps": 12.5, "pnl_quote": 7.5, "trades": 14}, "always_flat": {"pnl_bps": 0.0, "pnl_quote": 0.0, "trades": 0},
+                "buy_and_hold": {"pnl_bps": -3.0, "pnl_quote": -1.8, "trades": 1}}
+    return [(str(i), r) for i, r in enumerate([
+        rec("collecting", stream="cob:book:BTC-USD", have=100, need=2000),
+        rec("progress", fold=0, step=10, steps=20, loss=1.1, samples_per_s=900.0, gpu_memory_bytes=None),
+        rec("progress", fold=0, step=20, steps=20, loss=0.9, samples_per_s=950.0, gpu_memory_bytes=None),
+        rec("validation", fold=0, step=20, val_loss=0.95, best_step=20),
+        rec("fold", fold=0, split={}, steps=20, best_step=20, best_val_loss=0.95, decision_bias=[0, 0, 0], scores=scores),
+        rec("rl", venue="binance", unit=0.01, taker_fee_bps=5.0, **policies),
+        rec("serving", model_version="tiny-abc@20", horizon=10, signals_stream="cob:signals"),
+    ])]
+
+
+def test_training_panel_curves_fold_scores_and_rl_then_a_new_run_starts_new_curves():
+    hub = Hub()
+    feed = TrainFeed("cob:train:metrics", decode_record, "train", hub, Renderer())
+    feed.handle(train_records())
+    html = hub.latest["train"]
+    assert "serving tiny-abc@20 (horizon 10)" in html and html.count("<polyline") == 2
+    assert "h=10: 61.0% / 0.220" in html and "buy_and_hold" in html and "12.5" in html
+    assert list(feed.loss) == [(10, 1.1), (20, 0.9)] and list(feed.val) == [(20, 0.95)]
+    feed.handle(train_records()[:1])  # collecting again: a new run
+    assert not feed.loss and not feed.folds and "collecting snapshots from cob:book:BTC-USD: 100 of 2,000" in hub.latest["train"]
+
+
+def test_report_panel_compares_the_model_with_every_baseline_per_horizon():
+    summary = {"10": {"model": {"f1": 0.61, "mcc": 0.22}, "majority": {"f1": 0.3, "mcc": 0.0},
+                      "persistence": {"f1": 0.4, "mcc": 0.05}, "logistic": {"f1": 0.5, "mcc": 0.25},
+                      "best_baseline": "logistic", "model_beats_baselines": False}}
+    report = decode_record(encode_record("report", T, "BTC-USD", "tiny", {
+        "generated_ns": T, "model_version": "tiny-abc@20", "symbol": "BTC-USD", "preset": "tiny", "params": 98_765,
+        "data": {"snapshots_used": 4000}, "summary": summary, "folds": [{}], "rl": None, "anchors": "LOBCAST: 48-61% F1"}))
+    html = Renderer().panel("report", views.report_view([report]))
+    assert "98,765 parameters" in html and "61.0% / 0.220" in html and "50.0% / 0.250" in html
+    assert "no (best: logistic)" in html and "LOBCAST" in html

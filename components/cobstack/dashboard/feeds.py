@@ -312,3 +312,46 @@ class CurveFeed(Feed):
         rec = records[-1][1]
         self.series.add(rec.ts / 1e9, self.value(rec))
         self.hub.publish(self.panel, self.renderer.panel(self.panel, self.view(rec, list(self.series.points))))
+
+
+class TrainFeed(Feed):
+    """cob:train:metrics -> the training panel: status, loss curves, fold scores, RL result.
+    A run that starts collecting again starts new curves."""
+
+    POINTS = 2_000
+    BACKFILL_S = 7 * 86_400
+
+    def __init__(self, stream: str, decode: Callable[[bytes], object], panel: str, hub: Hub, renderer: Renderer):
+        super().__init__(stream, decode)
+        self.keep = 1_000  # every progress record is a point of the curve
+        self.panel, self.hub, self.renderer = panel, hub, renderer
+        self.last: dict | None = None
+        self.loss: deque[tuple[float, float]] = deque(maxlen=self.POINTS)
+        self.val: deque[tuple[float, float]] = deque(maxlen=self.POINTS)
+        self.folds: list[dict] = []
+        self.rl: dict | None = None
+        self.steps = 0  # steps per fold, from the newest progress record
+
+    async def backfill(self, bus: Bus) -> str:
+        return self.resume_after(await newest(bus, self.stream, self.BACKFILL_S, 5 * self.keep))
+
+    def handle(self, records: list[tuple[str, object]]) -> None:
+        for _, rec in records:
+            kind = rec["kind"]
+            if kind == "collecting":
+                self.loss.clear()
+                self.val.clear()
+                self.folds.clear()
+                self.rl = None
+            elif kind == "progress":
+                self.steps = rec["steps"]
+                self.loss.append((rec["fold"] * self.steps + rec["step"], rec["loss"]))
+            elif kind == "validation":
+                self.val.append((rec["fold"] * self.steps + rec["step"], rec["val_loss"]))
+            elif kind == "fold":
+                self.folds.append(rec)
+            elif kind == "rl":
+                self.rl = rec
+            self.last = rec
+        self.hub.publish(self.panel, self.renderer.panel(self.panel, views.train_view(
+            self.last, list(self.loss), list(self.val), self.folds, self.rl)))

@@ -11,22 +11,24 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from ..streams import (EXEC_FILLS_STREAM, EXEC_ORDERS_STREAM, EXEC_PNL_STREAM, EXEC_POSITIONS_STREAM,
-                       EXEC_RISK_STREAM, HEALTH_STREAM, SIGNALS_STREAM, book_stream, trades_stream)
+                       EXEC_RISK_STREAM, HEALTH_STREAM, SIGNALS_STREAM, TRAIN_METRICS_STREAM, TRAIN_REPORT_STREAM,
+                       book_stream, trades_stream)
 
 # Per-symbol panels fed by the book stream, then the trades panel, then global panels.
 BOOK_PANELS = ("ladder", "stats", "venues", "heatmap", "profile")
 SYMBOL_PANELS = (*BOOK_PANELS, "trades")
 STATUS = "status"
 HEALTH = "health"
-SIGNALS = "signals"
+SIGNALS, TRAIN, REPORT = "signals", "train", "report"
 ACCOUNT, POSITIONS, ORDERS, FILLS, RISK = "account", "positions", "orders", "fills", "risk"
-MODEL_PANELS = (SIGNALS,)
+MODEL_PANELS = (TRAIN, REPORT, SIGNALS)
 EXECUTOR_PANELS = (ACCOUNT, POSITIONS, ORDERS, FILLS, RISK)
 # Who writes each consumer-page panel's stream, and how to start it (for the empty state).
-WRITERS = {SIGNALS: ("trainer", "cobstack train"),
+WRITERS = {**{p: ("trainer", "cobstack train") for p in MODEL_PANELS},
            **{p: ("executor", "cobstack execute") for p in EXECUTOR_PANELS}}
 # The stream each global panel is drawn from, for its empty state.
-PANEL_STREAMS = {HEALTH: HEALTH_STREAM, SIGNALS: SIGNALS_STREAM, ACCOUNT: EXEC_PNL_STREAM,
+PANEL_STREAMS = {HEALTH: HEALTH_STREAM, SIGNALS: SIGNALS_STREAM, TRAIN: TRAIN_METRICS_STREAM,
+                 REPORT: TRAIN_REPORT_STREAM, ACCOUNT: EXEC_PNL_STREAM,
                  POSITIONS: EXEC_POSITIONS_STREAM, ORDERS: EXEC_ORDERS_STREAM, FILLS: EXEC_FILLS_STREAM,
                  RISK: EXEC_RISK_STREAM}
 

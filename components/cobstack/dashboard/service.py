@@ -16,19 +16,23 @@ from ..config import Settings
 from ..core import schema
 from ..executor import records
 from ..streams import (EXEC_FILLS_STREAM, EXEC_ORDERS_STREAM, EXEC_PNL_STREAM, EXEC_POSITIONS_STREAM,
-                       EXEC_RISK_STREAM, SIGNALS_STREAM, trades_stream)
+                       EXEC_RISK_STREAM, SIGNALS_STREAM, TRAIN_METRICS_STREAM, TRAIN_REPORT_STREAM,
+                       trades_stream)
+from ..trainer.records import decode_record
 from ..trainer.signals import decode_signal
 from . import views
 from .app import Dashboard, create_app, sse_event
-from .feeds import BookFeed, CurveFeed, Feed, HealthFeed, LatestByKeyFeed, TapeFeed, expecting
+from .feeds import BookFeed, CurveFeed, Feed, HealthFeed, LatestByKeyFeed, TapeFeed, TrainFeed, expecting
 from .hub import Hub
-from .render import ACCOUNT, FILLS, ORDERS, POSITIONS, RISK, SIGNALS, STATUS, Renderer, panel_name
+from .render import (ACCOUNT, FILLS, ORDERS, POSITIONS, REPORT, RISK, SIGNALS, STATUS, TRAIN, Renderer,
+                     panel_name)
 
 log = logging.getLogger("cobstack.dashboard")
 
 STATUS_EVERY_S = 1.0
 TRADES_BACKFILL_S = 120  # how far back the trades tape looks when the dashboard starts
 HISTORY_S = 86_400  # how far back the model and executor tapes look
+REPORT_BACKFILL_S = 30 * 86_400  # the newest evaluation report, however old
 PNL_WINDOW_S = 3_600  # the equity curve's window
 SIGNALS_SHOWN = 30
 EXEC_SHOWN = 25
@@ -48,6 +52,8 @@ def build(settings: Settings) -> Dashboard:
         HealthFeed(settings, hub, renderer),
     ]
     trainer: list[Feed] = [
+        TrainFeed(TRAIN_METRICS_STREAM, decode_record, TRAIN, hub, renderer),
+        tape(TRAIN_REPORT_STREAM, decode_record, REPORT, 1, views.report_view, backfill_s=REPORT_BACKFILL_S),
         tape(SIGNALS_STREAM, decode_signal, SIGNALS, SIGNALS_SHOWN, views.signals_view, backfill_s=HISTORY_S),
     ]
     executor: list[Feed] = [

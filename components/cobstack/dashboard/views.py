@@ -261,19 +261,19 @@ def fmt_money(x: float | None) -> str:
     return "–" if x is None else f"{x:,.2f}"
 
 
-def curve(points: Sequence[tuple[float, float]], width: int = 600, height: int = 150) -> dict | None:
-    """An SVG polyline of (t, y) points in a width x height box (y up), with its range."""
-    if len(points) < 2:
+def chart(lines: Sequence[Sequence[tuple[float, float]]], width: int = 600, height: int = 150) -> dict | None:
+    """SVG polylines of (x, y) points on one shared scale in a width x height box (y up),
+    with the y range; None until some line has two points."""
+    pts = [p for line in lines for p in line]
+    if not any(len(line) >= 2 for line in lines):
         return None
-    t0, t1 = points[0][0], points[-1][0]
-    lo, hi = min(y for _, y in points), max(y for _, y in points)
+    x0, x1 = min(x for x, _ in pts), max(x for x, _ in pts)
+    lo, hi = min(y for _, y in pts), max(y for _, y in pts)
     pad = (hi - lo) * 0.05 or max(abs(hi) * 1e-4, 1e-9)
     lo, hi = lo - pad, hi + pad
-    sx = width / ((t1 - t0) or 1)
-    sy = height / (hi - lo)
-    path = " ".join(f"{(t - t0) * sx:.1f},{height - (y - lo) * sy:.1f}" for t, y in points)
-    return {"points": path, "width": width, "height": height, "lo": lo, "hi": hi,
-            "from": fmt_clock(int(t0 * 1e9)), "to": fmt_clock(int(t1 * 1e9))}
+    sx, sy = width / ((x1 - x0) or 1), height / (hi - lo)
+    polylines = [" ".join(f"{(x - x0) * sx:.1f},{height - (y - lo) * sy:.1f}" for x, y in line) for line in lines]
+    return {"lines": polylines, "width": width, "height": height, "lo": lo, "hi": hi, "x0": x0, "x1": x1}
 
 
 def account_view(p, curve_points: Sequence[tuple[float, float]]) -> dict:
@@ -287,7 +287,9 @@ def account_view(p, curve_points: Sequence[tuple[float, float]]) -> dict:
         "marks": [{"symbol": sym, "qty": fmt_size(m.get("qty")), "mark": fmt_price(m.get("mark"), price_decimals(m.get("mark"))),
                    "unrealised": fmt_money(m.get("unrealised"))} for sym, m in sorted(p.marks.items())],
         "counters": sorted(p.counters.items()),
-        "curve": curve(curve_points),
+        "curve": chart([curve_points]),
+        "curve_from": fmt_clock(int(curve_points[0][0] * 1e9)) if curve_points else "",
+        "curve_to": fmt_clock(int(curve_points[-1][0] * 1e9)) if curve_points else "",
     }
 
 
@@ -321,3 +323,66 @@ def fills_view(fills: Sequence) -> dict:
 def risk_view(events: Sequence) -> dict:
     return {"rows": [{"clock": fmt_clock(r.ts), "symbol": r.symbol or "–", "rule": r.rule, "reason": r.reason}
                      for r in events]}
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{x * 100:.1f}%"
+
+
+def _status(last: dict | None) -> str:
+    """One line on what the trainer is doing, from its newest record."""
+    if last is None:
+        return ""
+    kind = last["kind"]
+    if kind == "collecting":
+        return f"collecting snapshots from {last['stream']}: {last['have']:,} of {last['need']:,}"
+    if kind == "progress":
+        gpu = last.get("gpu_memory_bytes")
+        return (f"training fold {last['fold'] + 1}, step {last['step']:,}/{last['steps']:,} · loss {last['loss']:.4f} · "
+                f"{last['samples_per_s']:,.0f} samples/s" + (f" · GPU {gpu / 2**30:.2f} GiB" if gpu else ""))
+    if kind == "validation":
+        return f"fold {last['fold'] + 1} step {last['step']:,}: validation loss {last['val_loss']:.4f} (best at step {last['best_step']:,})"
+    if kind == "resumed":
+        return f"resumed fold {last['fold'] + 1} at step {last['step']:,} from its checkpoint"
+    if kind == "serving":
+        return f"serving {last['model_version']} (horizon {last['horizon']}) → {last['signals_stream']}"
+    if kind == "error":
+        return f"error: {last.get('message', last)}"
+    return f"{kind} done"
+
+
+def train_view(last: dict | None, loss: Sequence[tuple[float, float]], val: Sequence[tuple[float, float]],
+               folds: Sequence[dict], rl: dict | None) -> dict:
+    """Training progress: status, loss curves (train, validation) by global step, the
+    out-of-sample scores of each finished fold, and the RL result."""
+    return {
+        "ts": f"{last['ts'] / 1e9:.3f}" if last else None, "clock": fmt_clock(last["ts"]) if last else "",
+        "status": _status(last), "error": last is not None and last["kind"] == "error",
+        "symbol": last["symbol"] if last else "", "preset": last["preset"] if last else "",
+        "chart": chart([loss, val]),
+        "folds": [{"fold": f["fold"] + 1, "steps": f["steps"], "best_step": f["best_step"],
+                   "best_val_loss": f"{f['best_val_loss']:.4f}",
+                   "horizons": [(h, _pct(s["f1"]), f"{s['mcc']:.3f}") for h, s in f["scores"]["model"].items()]}
+                  for f in folds],
+        "rl": _rl_rows(rl),
+    }
+
+
+def _rl_rows(rl: dict | None) -> list[dict]:
+    if not rl:
+        return []
+    return [{"policy": name, "pnl_bps": f"{rl[name]['pnl_bps']:.1f}", "pnl_quote": fmt_money(rl[name]["pnl_quote"]),
+             "trades": rl[name]["trades"]} for name in ("dqn", "always_flat", "buy_and_hold") if name in rl]
+
+
+def report_view(reports: Sequence[dict]) -> dict:
+    """The newest evaluation report: per horizon, the model against every baseline out of sample."""
+    r = reports[0]
+    baselines = [b for b in ("majority", "persistence", "logistic") if all(b in row for row in r["summary"].values())]
+    rows = [{"horizon": h, "model_f1": _pct(row["model"]["f1"]), "model_mcc": f"{row['model']['mcc']:.3f}",
+             "baselines": [(_pct(row[b]["f1"]), f"{row[b]['mcc']:.3f}") for b in baselines],
+             "beats": row["model_beats_baselines"], "best": row["best_baseline"]} for h, row in r["summary"].items()]
+    return {"ts": f"{r['ts'] / 1e9:.3f}", "clock": fmt_clock(r["generated_ns"]), "model": r["model_version"],
+            "symbol": r["symbol"], "preset": r["preset"], "params": f"{r['params']:,}",
+            "snapshots": f"{r['data']['snapshots_used']:,}", "folds": len(r["folds"]), "baselines": baselines,
+            "rows": rows, "rl": _rl_rows(r.get("rl")), "anchors": r["anchors"]}
