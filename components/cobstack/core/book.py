@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Iterable, NamedTuple
 
 _ZERO = Decimal(0)
@@ -31,6 +32,11 @@ class Level(NamedTuple):
     size: Decimal
     price_str: str
     size_str: str
+
+
+# new_level((price, size, price_str, size_str)) -> Level, without NamedTuple's Python-level
+# __new__ (a C-level call, ~40% cheaper): books create a Level per wire level.
+new_level = partial(tuple.__new__, Level)
 
 
 def parse_level(price_str: str, size_str: str) -> tuple[Decimal, Decimal]:
@@ -83,7 +89,7 @@ class BookSide:
         if size:
             if price not in levels:
                 insort(self.prices, price)
-            levels[price] = Level(price, size, price_str, size_str)
+            levels[price] = new_level((price, size, price_str, size_str))
         elif levels.pop(price, None) is not None:
             del self.prices[bisect_left(self.prices, price)]
 

@@ -26,7 +26,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..core.book import BadLevel, BookSide, L2Book, Level, parse_level
+from ..core.book import BadLevel, BookSide, L2Book, new_level, parse_level
 from ..core.symbols import Instrument, instrument
 
 log = logging.getLogger("cobstack.venues")
@@ -127,7 +127,7 @@ def snapshot_side(is_bid: bool, levels: list) -> BookSide:
         p, s = _wire_level(lv)
         price, size = parse_level(p, s)
         if size:
-            book[price] = Level(price, size, p, s)
+            book[price] = new_level((price, size, p, s))
     side.prices = sorted(book)
     return side
 
