@@ -1,7 +1,9 @@
 """Model and executor panels rendered from records made by the trainer's and executor's own
 encoders (decoded back the way the dashboard reads them)."""
 
+from cobstack.config import Settings
 from cobstack.dashboard import views
+from cobstack.dashboard.service import build, publish_status
 from cobstack.dashboard.feeds import TrainFeed
 from cobstack.dashboard.hub import Hub
 from cobstack.dashboard.render import Renderer
@@ -117,3 +119,18 @@ def test_report_panel_compares_the_model_with_every_baseline_per_horizon():
     html = Renderer().panel("report", views.report_view([report]))
     assert "98,765 parameters" in html and "61.0% / 0.220" in html and "50.0% / 0.250" in html
     assert "no (best: logistic)" in html and "LOBCAST" in html
+
+
+def test_empty_panels_follow_their_writer_starting_and_data_replaces_them():
+    dash = build(Settings())
+    now = 1_800_000_000.0
+    publish_status(dash, now)
+    assert "executor not running" in dash.hub.latest["risk"]
+    for feed in dash.components["executor"]:
+        if feed.stream == "cob:exec:pnl":
+            feed.last_entry = now - 1  # the executor published a second ago
+    publish_status(dash, now)
+    assert "the executor is running" in dash.hub.latest["risk"] and "risk" in dash.hub.placeholders
+    dash.hub.publish("risk", "<table>data</table>")
+    publish_status(dash, now + 500)  # the executor went quiet: data stays, it is not replaced
+    assert dash.hub.latest["risk"] == "<table>data</table>" and "risk" not in dash.hub.placeholders

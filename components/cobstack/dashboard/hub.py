@@ -63,6 +63,7 @@ class Hub:
         self.encode = encode
         self.latest: dict[str, str] = {}  # panel -> newest fragment
         self.wire: dict[str, bytes] = {}  # panel -> newest fragment, encoded for the browsers
+        self.placeholders: set[str] = set()  # panels showing an empty state, not data
         self.stats = HubStats()
         self._by_panel: dict[str, set[Subscription]] = {}
         self._subs: set[Subscription] = set()
@@ -71,7 +72,9 @@ class Hub:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def publish(self, panel: str, html: str) -> None:
+    def publish(self, panel: str, html: str, placeholder: bool = False) -> None:
+        """The newest fragment of `panel`; `placeholder`: an empty state, to be replaced by data."""
+        (self.placeholders.add if placeholder else self.placeholders.discard)(panel)
         self.latest[panel] = html
         self.wire[panel] = self.encode(panel, html)
         self.stats.published += 1

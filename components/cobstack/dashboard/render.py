@@ -53,13 +53,14 @@ class Renderer:
                                autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
                                trim_blocks=True, lstrip_blocks=True, auto_reload=False)
 
-    def panel(self, panel: str, view: dict | None, **context) -> str:
-        """One panel's fragment; `view` None renders its empty state."""
+    def panel(self, panel: str, view: dict | None, running: bool = False, **context) -> str:
+        """One panel's fragment; `view` None renders its empty state, which says whether the
+        stream's writer is `running` (and only quiet) or how to start it."""
         kind, _, symbol = panel.partition(".")
         template = self.env.get_template(f"partials/{kind}.html")
         writer, start = WRITERS.get(kind, ("ingest", "cobstack ingest"))
         return template.render(v=view, symbol=symbol, stream=source_stream(panel), writer=writer,
-                               start=start, **context)
+                               start=start, running=running, **context)
 
     def page(self, name: str, **context) -> str:
         return self.env.get_template(f"{name}.html").render(**context)

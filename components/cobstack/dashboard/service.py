@@ -24,7 +24,7 @@ from . import views
 from .app import Dashboard, create_app, sse_event
 from .feeds import BookFeed, CurveFeed, Feed, HealthFeed, LatestByKeyFeed, TapeFeed, TrainFeed, expecting
 from .hub import Hub
-from .render import (ACCOUNT, FILLS, ORDERS, POSITIONS, REPORT, RISK, SIGNALS, STATUS, TRAIN, Renderer,
+from .render import (ACCOUNT, FILLS, ORDERS, POSITIONS, REPORT, RISK, SIGNALS, STATUS, TRAIN, WRITERS, Renderer,
                      panel_name)
 
 log = logging.getLogger("cobstack.dashboard")
@@ -72,11 +72,21 @@ def build(settings: Settings) -> Dashboard:
 
 
 def publish_status(dash: Dashboard, now: float) -> None:
-    """The header's component strip, from the newest entry each component's streams got."""
+    """The header's component strip, from the newest entry each component's streams got, and
+    the empty state of every consumer panel still without data (it says whether its writer
+    is running, so it changes when the trainer or executor starts or stops)."""
     seen = {name: max((f.last_entry for f in feeds if f.last_entry), default=None)
             for name, feeds in dash.components.items()}
     bus_error = next((f.error for f in dash.feeds if f.error), None)
-    dash.hub.publish(STATUS, dash.renderer.panel(STATUS, views.status_view(now, seen, bus_error)))
+    view = views.status_view(now, seen, bus_error)
+    hub, renderer = dash.hub, dash.renderer
+    hub.publish(STATUS, renderer.panel(STATUS, view))
+    running = {c["name"]: c["running"] for c in view["components"]}
+    for panel, (writer, _) in WRITERS.items():
+        if panel not in hub.latest or panel in hub.placeholders:
+            html = renderer.panel(panel, None, running=running.get(writer, False))
+            if hub.latest.get(panel) != html:
+                hub.publish(panel, html, placeholder=True)
 
 
 class _Server(uvicorn.Server):

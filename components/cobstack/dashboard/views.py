@@ -356,7 +356,7 @@ def train_view(last: dict | None, loss: Sequence[tuple[float, float]], val: Sequ
     """Training progress: status, loss curves (train, validation) by global step, the
     out-of-sample scores of each finished fold, and the RL result."""
     return {
-        "ts": f"{last['ts'] / 1e9:.3f}" if last else None, "clock": fmt_clock(last["ts"]) if last else "",
+        "clock": fmt_clock(last["ts"]) if last else "",
         "status": _status(last), "error": last is not None and last["kind"] == "error",
         "symbol": last["symbol"] if last else "", "preset": last["preset"] if last else "",
         "chart": chart([loss, val]),
@@ -382,7 +382,7 @@ def report_view(reports: Sequence[dict]) -> dict:
     rows = [{"horizon": h, "model_f1": _pct(row["model"]["f1"]), "model_mcc": f"{row['model']['mcc']:.3f}",
              "baselines": [(_pct(row[b]["f1"]), f"{row[b]['mcc']:.3f}") for b in baselines],
              "beats": row["model_beats_baselines"], "best": row["best_baseline"]} for h, row in r["summary"].items()]
-    return {"ts": f"{r['ts'] / 1e9:.3f}", "clock": fmt_clock(r["generated_ns"]), "model": r["model_version"],
+    return {"clock": fmt_clock(r["generated_ns"]), "model": r["model_version"],
             "symbol": r["symbol"], "preset": r["preset"], "params": f"{r['params']:,}",
             "snapshots": f"{r['data']['snapshots_used']:,}", "folds": len(r["folds"]), "baselines": baselines,
             "rows": rows, "rl": _rl_rows(r.get("rl")), "anchors": r["anchors"]}
