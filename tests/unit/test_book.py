@@ -16,8 +16,33 @@ def test_equal_decimals_are_one_level_and_keep_the_latest_wire_strings():
     book.update(True, "0.3513", "7.50")
     assert len(book.bids) == 1
     lv = book.best_bid()
-    assert lv.price == Decimal("0.3513") and lv.size == Decimal("7.5")
+    assert lv.price == 0.3513 and lv.size == 7.5
     assert (lv.price_str, lv.size_str) == ("0.3513", "7.50")
+
+
+decimals = st.decimals(min_value=Decimal("1e-6"), max_value=Decimal("1e9"), places=6, allow_nan=False)  # <= 15 digits
+
+
+@settings(max_examples=500, deadline=None)
+@given(decimals, decimals)
+def test_levels_are_exact_for_identity_and_order(a, b):
+    """Any two decimals of <= 15 significant digits: same level iff equal, same order as
+    Decimal, whatever trailing zeros the venue writes."""
+    book = L2Book("v", "X")
+    for d in (a, b):
+        book.update(True, f"{d:f}", "1")
+        book.update(True, f"{d:f}00", "2")  # the same price, written differently
+    assert len(book.bids) == len({a, b})
+    assert [lv.price_str.rstrip("0") for lv in book.bids.top(2)] == \
+        [f"{d:f}".rstrip("0") for d in sorted({a, b}, reverse=True)]
+
+
+def test_numbers_too_precise_to_keep_exactly_are_rejected_not_rounded():
+    book = L2Book("v", "X")
+    book.update(True, "12345678.12345670", "1")  # 15 significant digits: fine
+    with pytest.raises(BadLevel) as e:
+        book.update(True, "12345678.123456789", "1")  # 17: two such prices could collide
+    assert e.value.kind == "precision_exceeded"
 
 
 def test_top_is_best_first_on_both_sides_and_zero_size_deletes():
@@ -39,7 +64,7 @@ def test_top_is_best_first_on_both_sides_and_zero_size_deletes():
 @pytest.mark.parametrize("price,size,kind", [
     ("NaN", "1", "non_finite"), ("100", "inf", "non_finite"), ("0", "1", "non_positive_price"),
     ("-1", "1", "non_positive_price"), ("100", "-0.1", "negative_size"), ("1e", "1", "malformed_number"),
-    ("100", None, "malformed_number"),
+    ("100", None, "malformed_number"), ("-inf", "1", "non_finite"), ("1" * 17, "1", "precision_exceeded"),
 ])
 def test_bad_levels_are_rejected_with_their_kind(price, size, kind):
     with pytest.raises(BadLevel) as e:

@@ -63,7 +63,7 @@ def test_documented_snapshot_verifies_with_exact_strings(live):
     assert live.stats.checksums_ok == 1 and live.stats.checksum_failures == 0
     book = live.books[SYM]
     assert (book.best_bid().price_str, book.best_bid().size_str) == ("45283.5", "0.10000000")
-    assert book.best_ask().size_str == "0.00100000" and str(book.best_ask().size) == "0.00100000"
+    assert book.best_ask().size_str == "0.00100000" and book.best_ask().size == 0.001
     assert [lv.price_str for lv in book.bids.top(4)][-1] == "45281.0"
 
 

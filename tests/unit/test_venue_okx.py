@@ -196,7 +196,7 @@ def synthetic_stream(n: int, seed: int = 7, levels: int = 400) -> list[str]:
     asks = [(f"{30000.1 + i * 0.1:.1f}", f"{rng.randint(1, 900) / 100}") for i in range(levels)]
     frames = [books("snapshot", bids, asks, 1, -1, ref.apply(bids, asks))]
     for seq in range(2, n + 2):
-        best_bid, best_ask = ref.book.bids.best().price, ref.book.asks.best().price
+        best_bid, best_ask = (Decimal(side.best().price_str) for side in (ref.book.bids, ref.book.asks))
         changes = ([], [])
         for _ in range(rng.randint(1, 4)):
             is_bid = rng.random() < 0.5

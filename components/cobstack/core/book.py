@@ -1,8 +1,13 @@
-"""L2 order book for one (venue, instrument): exact decimals, sorted price ladders.
+"""L2 order book for one (venue, instrument): exact levels, sorted price ladders.
 
-Prices and sizes are `Decimal`, so "0.3513" and "0.35130000" are the same level and no
-rounding ever merges or splits levels. Each level also keeps the venue's original strings,
-because checksums (Kraken, OKX) are computed over the text exactly as the venue sent it.
+Exactness without Decimal's cost: every decimal number of at most 15 significant digits
+maps to a distinct IEEE-754 double, in the same order, and equal decimals ("0.3513" and
+"0.35130000") map to the same one. So levels are keyed by the parsed double, which is exact
+for identity and ordering, and the parser REJECTS (counts) any price with more than 15
+significant digits instead of letting two levels collide. Sizes are never keys: a size of
+more digits (Bitstamp sends 16) is kept as the nearest double, its exact text beside it. No
+arithmetic is done on venue levels here. Each level also keeps the venue's original strings, because checksums (Kraken,
+OKX) are computed over the text exactly as the venue sent it.
 
 Each side is a dict (price -> level) plus an ascending list of prices kept sorted with
 `bisect`: best price is O(1), lookup O(log n), top-N a slice. Insertion shifts the list in C,
@@ -12,11 +17,12 @@ which for the bounded depths venues publish (<= a few thousand levels) beats any
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Iterable, NamedTuple
 
-_ZERO = Decimal(0)
+_INF = float("inf")
+MAX_DIGITS = 15  # significant digits a double holds exactly for identity and order
+_SHORT = MAX_DIGITS + 1  # a price this long or shorter cannot have more than MAX_DIGITS digits
 
 
 class BadLevel(ValueError):
@@ -28,9 +34,9 @@ class BadLevel(ValueError):
 
 
 class Level(NamedTuple):
-    price: Decimal
-    size: Decimal
-    price_str: str
+    price: float  # exact for identity and order (see the module docstring)
+    size: float
+    price_str: str  # as the venue sent it
     size_str: str
 
 
@@ -39,19 +45,31 @@ class Level(NamedTuple):
 new_level = partial(tuple.__new__, Level)
 
 
-def parse_level(price_str: str, size_str: str) -> tuple[Decimal, Decimal]:
-    """Validate one venue level; raise BadLevel for NaN, infinities, price <= 0, size < 0."""
+def significant_digits(text: str) -> int:
+    """Significant digits of a decimal string ("0.0012300" -> 3, "1.5e-8" -> 2)."""
+    mantissa = text.strip().lower().partition("e")[0].lstrip("+-").replace(".", "")
+    return len(mantissa.strip("0"))
+
+
+def parse_level(price_str: str, size_str: str) -> tuple[float, float]:
+    """Validate one venue level; raise BadLevel for NaN, infinities, price <= 0, size < 0,
+    or a price too precise to key a level exactly (more than 15 significant digits)."""
     try:
-        price = Decimal(price_str)
-        size = Decimal(size_str)
-    except (InvalidOperation, TypeError, ValueError):
+        price = float(price_str)
+        size = float(size_str)
+    except (TypeError, ValueError):
         raise BadLevel("malformed_number", f"price={price_str!r} size={size_str!r}") from None
-    if not (price.is_finite() and size.is_finite()):
+    if 0.0 < price < _INF and 0.0 <= size < _INF and len(price_str) <= _SHORT:
+        return price, size  # the common case: plainly valid, and a price short enough to be exact
+    if not (price - price == 0.0 and size - size == 0.0):  # NaN or an infinity
         raise BadLevel("non_finite", f"price={price_str!r} size={size_str!r}")
-    if price <= _ZERO:
+    if price <= 0.0:
         raise BadLevel("non_positive_price", f"price={price_str!r}")
-    if size < _ZERO:
+    if size < 0.0:
         raise BadLevel("negative_size", f"size={size_str!r}")
+    if significant_digits(price_str) > MAX_DIGITS:
+        raise BadLevel("precision_exceeded", f"price={price_str!r} has more than {MAX_DIGITS} "
+                       "significant digits: it could not be kept apart from its neighbours")
     return price, size
 
 
@@ -66,12 +84,12 @@ class BookSide:
 
     def __init__(self, is_bid: bool):
         self.is_bid = is_bid
-        self.prices: list[Decimal] = []  # ascending
-        self.levels: dict[Decimal, Level] = {}
+        self.prices: list[float] = []  # ascending
+        self.levels: dict[float, Level] = {}
         self.watch = 0
         self.top_cache: object | None = None
 
-    def _touches_top(self, price: Decimal) -> bool:
+    def _touches_top(self, price: float) -> bool:
         """Can a change at `price` alter the best `watch` levels? (Evaluated before the change.)"""
         prices, n = self.prices, self.watch
         if len(prices) <= n:
@@ -81,7 +99,7 @@ class BookSide:
     def __len__(self) -> int:
         return len(self.prices)
 
-    def set(self, price: Decimal, size: Decimal, price_str: str, size_str: str) -> None:
+    def set(self, price: float, size: float, price_str: str, size_str: str) -> None:
         """Set a level's size; size 0 removes it (deleting an absent level is a no-op)."""
         levels = self.levels
         if self.top_cache is not None and self._touches_top(price):
@@ -93,7 +111,7 @@ class BookSide:
         elif levels.pop(price, None) is not None:
             del self.prices[bisect_left(self.prices, price)]
 
-    def get(self, price: Decimal) -> Level | None:
+    def get(self, price: float) -> Level | None:
         return self.levels.get(price)
 
     def best(self) -> Level | None:
@@ -180,7 +198,7 @@ class L2Book:
         bids, asks = self.bids.prices, self.asks.prices
         return bool(bids and asks and bids[-1] >= asks[0])
 
-    def mid(self) -> Decimal | None:
+    def mid(self) -> float | None:
         bids, asks = self.bids.prices, self.asks.prices
         if not (bids and asks):
             return None

@@ -7,7 +7,7 @@ are normalised to USD by the venue's rate (policy "par": 1; policy "rate": the m
 reference book such as USDT-USD, falling back to par and saying why). Sizes are base units
 and stay as they are.
 
-The venue books stay exact (Decimal); from here on everything is float64, and a publish
+The venue books stay exact (see core/book.py); from here on everything is float64, and a publish
 reads only the levels it needs: the top `depth` per venue, fewer when the buckets and the
 ladder are already covered (found by bisecting the book's sorted prices, never walking it).
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from decimal import Decimal
 from itertools import chain
 from operator import itemgetter
 from typing import Mapping, Sequence
@@ -187,9 +186,9 @@ def touch(members: Sequence[Member]) -> Touch | None:
     return Touch(bid, sum(s for p, s in bids if p == bid), ask, sum(s for p, s in asks if p == ask))
 
 
-def _count(prices: list[Decimal], is_bid: bool, reach: float, rate: float) -> int:
+def _count(prices: list[float], is_bid: bool, reach: float, rate: float) -> int:
     """How many of the best levels lie at or beyond `reach` (USD) toward the touch."""
-    cut = Decimal(reach / rate)
+    cut = reach / rate
     if is_bid:
         return len(prices) - bisect_left(prices, cut)
     return bisect_right(prices, cut)

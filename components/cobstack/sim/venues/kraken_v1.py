@@ -20,7 +20,6 @@ the "r" flag; "c" is the CRC32 (venues.checksums.kraken) of the book truncated t
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
 
 import orjson
 
@@ -95,7 +94,7 @@ class _BookChannel:
         if len(side) < self.depth:
             return True
         worst = side.prices[0] if is_bid else side.prices[-1]
-        return any((Decimal(p) >= worst) if is_bid else (Decimal(p) <= worst) for p in final)
+        return any((float(p) >= worst) if is_bid else (float(p) <= worst) for p in final)
 
     def _diff(self, is_bid: bool, final: dict[str, str], ts: str) -> list[list[str]]:
         side = self.view.side(is_bid)
@@ -109,7 +108,7 @@ class _BookChannel:
                 levels.append([lv.price_str, lv.size_str, ts] if lv.price_str in final
                               else [lv.price_str, lv.size_str, self.mirror.times[(is_bid, lv.price_str)], "r"])
         for old in side.top(self.depth):
-            if old.price not in kept and old.price_str in final and not Decimal(final[old.price_str]):
+            if old.price not in kept and old.price_str in final and not float(final[old.price_str]):
                 levels.append([old.price_str, final[old.price_str], ts])
         for level in levels:  # the client's own algorithm: apply, then truncate to depth
             self.view.update(is_bid, level[0], level[1])
