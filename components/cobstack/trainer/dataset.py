@@ -24,8 +24,9 @@ from ..core.schema import SchemaError, Snapshot
 BASE_FEATURES = ("ret_bps", "spread_bps", "micro_dev", "wmid_dev", "ofi_norm", "live_share")
 
 
-def feature_names(imbalance_levels: Iterable[int]) -> list[str]:
-    return [*BASE_FEATURES, *(f"imbalance_{n}" for n in sorted(imbalance_levels))]
+def feature_names(imbalance_levels: Iterable[int], venues: Iterable[str]) -> list[str]:
+    return [*BASE_FEATURES, *(f"imbalance_{n}" for n in sorted(imbalance_levels)),
+            *(f"venue_mid_bps_{v}" for v in venues)]
 
 
 @dataclass
@@ -61,14 +62,22 @@ def _ladder(rows: list[schema.Row], levels: int, n_venues: int) -> tuple[np.ndar
 
 
 def scalar_features(snap: Snapshot, prev_mid: float | None, levels: list[int]) -> list[float]:
-    """FEATURE_NAMES for one snapshot with a two-sided book (prev_mid: the previous mid)."""
+    """`feature_names` for one snapshot with a two-sided book (prev_mid: the previous mid).
+
+    venue_mid_bps_*: each merged venue's own mid (from its published best bid/ask) against
+    the consolidated mid, in bps; 0 for a venue left out. Venues quote the same fair price
+    with different delays, so who has already moved is information no single book holds."""
     f = snap.features
+    mid = f.mid
     spread = f.spread if f.spread and f.spread > 0 else 0.0
-    rel = (lambda p: (p - f.mid) / spread if spread and p is not None else 0.0)
-    ret = math.log(f.mid / prev_mid) * 1e4 if prev_mid else 0.0
+    rel = (lambda p: (p - mid) / spread if spread and p is not None else 0.0)
+    ret = math.log(mid / prev_mid) * 1e4 if prev_mid else 0.0
     live = sum(s.included for s in snap.status) / len(snap.status)
     imb = [f.imbalance.get(n) or 0.0 for n in levels]
-    return [ret, f.spread_bps or 0.0, rel(f.microprice), rel(f.weighted_mid), f.ofi_norm, live, *imb]
+    venue_mid = [((s.bid + s.ask) / 2 - mid) / mid * 1e4 if s.included and s.bid and s.ask else 0.0
+                 for s in snap.status]
+    return [ret, f.spread_bps or 0.0, rel(f.microprice), rel(f.weighted_mid), f.ofi_norm, live, *imb,
+            *venue_mid]
 
 
 def build_series(entries: Iterable[tuple[str, bytes]], ladder_levels: int = 10) -> Series:
@@ -119,9 +128,9 @@ def build_series(entries: Iterable[tuple[str, bytes]], ladder_levels: int = 10) 
     v, k2 = len(first.venues), first.tensor.shape[0]
     stack = (lambda xs, shape, dt: np.array(xs, dtype=dt) if xs else np.zeros((0, *shape), dt))
     return Series(
-        symbol=first.symbol, venues=list(first.venues), feature_names=feature_names(levels), ids=ids,
+        symbol=first.symbol, venues=list(first.venues), feature_names=feature_names(levels, first.venues), ids=ids,
         ts=np.array(ts, dtype=np.int64), book=stack(books, (k2, 2, v), np.float32),
-        feats=stack(feats, (len(BASE_FEATURES) + len(levels),), np.float32),
+        feats=stack(feats, (len(BASE_FEATURES) + len(levels) + v,), np.float32),
         mid=np.array(mids, dtype=np.float64), spread=np.array(spreads, dtype=np.float64),
         bid_px=stack(bpx, (ladder_levels,), np.float64), bid_sz=stack(bsz, (ladder_levels, v), np.float64),
         ask_px=stack(apx, (ladder_levels,), np.float64), ask_sz=stack(asz, (ladder_levels, v), np.float64),

@@ -15,6 +15,7 @@ import torch
 
 from ..core.schema import Snapshot
 from .dataset import scalar_features
+from .metrics import decide
 from .models import build
 from .signals import Signal, make_signal
 from .splits import Normaliser
@@ -41,6 +42,7 @@ class LiveModel:
         self.model.eval()
         self.book_norm = Normaliser.from_state(state["book_norm"])
         self.feat_norm = Normaliser.from_state(state["feat_norm"])
+        self.bias = np.array(state["decision_bias"][self.h_index:self.h_index + 1])
         self.levels = sorted(int(n.split("_")[1]) for n in state["feature_names"] if n.startswith("imbalance_"))
         self.books: deque[np.ndarray] = deque(maxlen=self.window)
         self.feats: deque[np.ndarray] = deque(maxlen=self.window)
@@ -58,19 +60,29 @@ class LiveModel:
                              f"not match the model ({self.symbol}, {self.venues}, {self.book_shape}); "
                              f"retrain for this configuration")
 
-    @torch.no_grad()
-    def on_snapshot(self, entry_id: str, snap: Snapshot, now_ns: int) -> Signal | None:
+    def prime(self, snap: Snapshot) -> None:
+        """Take a snapshot into the window without predicting (catching up with the stream)."""
+        self._push(snap)
+
+    def _push(self, snap: Snapshot) -> bool:
+        """Add the snapshot's inputs to the window; False (window reset) without a mid."""
         self.check(snap)
         if snap.features.mid is None:
             self.reset()
-            return None
+            return False
         self.books.append(self.book_norm(snap.tensor.reshape(1, -1))[0])
         self.feats.append(self.feat_norm(np.asarray([scalar_features(snap, self.prev_mid, self.levels)],
                                                     dtype=np.float32))[0])
         self.prev_mid = snap.features.mid
-        if len(self.books) < self.window:
+        return True
+
+    @torch.no_grad()
+    def on_snapshot(self, entry_id: str, snap: Snapshot, now_ns: int) -> Signal | None:
+        if not self._push(snap) or len(self.books) < self.window:
             return None
         book = torch.from_numpy(np.stack(self.books)).view(1, self.window, *self.book_shape).to(self.device)
         feats = torch.from_numpy(np.stack(self.feats))[None].to(self.device)
-        probs = torch.softmax(self.model(book, feats)[0, self.h_index].float(), dim=-1).cpu().tolist()
-        return make_signal(self.symbol, now_ns, entry_id, snap.ts, self.version, self.horizon, probs)
+        probs = torch.softmax(self.model(book, feats)[0, self.h_index].float(), dim=-1).numpy()
+        direction = int(decide(probs[None, None], self.bias)[0, 0]) - 1
+        return make_signal(self.symbol, now_ns, entry_id, snap.ts, self.version, self.horizon,
+                           probs.tolist(), direction)

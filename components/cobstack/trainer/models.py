@@ -148,9 +148,10 @@ class LOBModel(nn.Module):
     is trained separately on the frozen embedding.
 
     The window's published features also reach the logits through a linear path ("wide and
-    deep"): a linear filter over time nests the logistic-regression baseline (the latest
-    features) and persistence (summed past returns), so the deep path only has to learn what
-    the book adds to them."""
+    deep"): the latest features and each feature summed over the last 2, 4, 8, ... snapshots
+    (cumulative return, integrated order flow). It nests the logistic baseline (the latest
+    features) and, roughly, persistence (the recent return), with few enough inputs not to
+    overfit; the deep path learns what the book and the nonlinearities add."""
 
     def __init__(self, preset: Preset, buckets: int, channels: int, n_feats: int, horizons: int):
         super().__init__()
@@ -159,13 +160,18 @@ class LOBModel(nn.Module):
         self.horizons = horizons
         self.drop = nn.Dropout(preset.dropout)
         self.head = nn.Linear(self.encoder.dim, horizons * CLASSES)
-        self.wide = nn.Linear(preset.window * n_feats, horizons * CLASSES)
+        self.lookbacks = [2**i for i in range(1, preset.window.bit_length()) if 2**i <= preset.window]
+        self.wide = nn.Linear((1 + len(self.lookbacks)) * n_feats, horizons * CLASSES)
 
     def embed(self, book: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         return self.encoder(book, feats)
 
+    def wide_inputs(self, feats: torch.Tensor) -> torch.Tensor:
+        since = feats.flip(1).cumsum(1)  # since[:, k] = sum of the latest k + 1 steps
+        return torch.cat([feats[:, -1], *(since[:, k - 1] for k in self.lookbacks)], dim=-1)
+
     def forward(self, book: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.drop(self.embed(book, feats))) + self.wide(feats.flatten(1))
+        logits = self.head(self.drop(self.embed(book, feats))) + self.wide(self.wide_inputs(feats))
         return logits.view(-1, self.horizons, CLASSES)
 
 

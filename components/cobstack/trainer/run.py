@@ -29,6 +29,7 @@ from .dataset import Series
 from .dqn import DQNConfig, evaluate_dqn, train_dqn
 from .env import Market
 from .evaluate import baseline_predictions, score_fold
+from .metrics import decide
 from .models import param_count
 from .progress import Progress
 from .report import build_report
@@ -137,7 +138,9 @@ def _score(data: Data, plan: Plan, trainer: FoldTrainer) -> dict:
     baselines = baseline_predictions(data.series, data.labels, fold, horizons)
     return {"fold": trainer.fold_index, "split": fold.as_dict(), "steps": trainer.step_no,
             "best_step": trainer.best["step"], "best_val_loss": trainer.best["loss"],
-            "scores": score_fold(data.labels, fold, horizons, trainer.predict(test), baselines)}
+            "decision_bias": trainer.bias.tolist(),
+            "scores": score_fold(data.labels, fold, horizons, decide(trainer.predict(test), trainer.bias),
+                                 baselines)}
 
 
 def _finish(data: Data, plan: Plan, settings: TrainerSettings, trainer: FoldTrainer, state: dict,
@@ -149,8 +152,9 @@ def _finish(data: Data, plan: Plan, settings: TrainerSettings, trainer: FoldTrai
     q_state = None
     if settings.dqn_steps:
         positions = np.arange(plan.window - 1, len(s))
-        emb = np.zeros((len(s), trainer.model.encoder.dim), dtype=np.float32)
-        emb[positions] = trainer.embed(positions)
+        view = trainer.embed(positions)
+        emb = np.zeros((len(s), view.shape[1]), dtype=np.float32)
+        emb[positions] = view
         unit = settings.rl_unit_usd / float(s.mid[fold.train.start])
         market = Market.from_series(s, rl_venue, unit, plan.taker_fee)
         q = train_dqn(emb, market, range(fold.train.start, fold.val.stop),
@@ -164,6 +168,7 @@ def _finish(data: Data, plan: Plan, settings: TrainerSettings, trainer: FoldTrai
     return {"run_id": run_id, "plan": state["plan"], "data": state["data"], "done": True,
             "model_version": version, "model": trainer.model.state_dict(), "q_head": q_state,
             "book_norm": trainer.book_norm.state(), "feat_norm": trainer.feat_norm.state(),
+            "decision_bias": trainer.bias.tolist(),
             "shapes": {"book": list(s.book.shape[1:]), "feats": s.feats.shape[1]},
             "feature_names": s.feature_names, "venues": s.venues, "symbol": s.symbol,
             "report": report}

@@ -27,6 +27,7 @@ from ..streams import SIGNALS_STREAM, TRAIN_METRICS_STREAM, TRAIN_REPORT_STREAM,
 from . import checkpoint
 from .dataset import build_series
 from .infer import LiveModel
+from .models import PRESETS
 from .records import encode_record
 from .report import write_report
 from .run import DataKey, Stopped, run_training
@@ -119,6 +120,7 @@ async def serve(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
             return
         entries, key = got
         series = await asyncio.to_thread(build_series, entries)
+        tail = entries[-series_window(t):]  # to start live inference with a full window
         del entries
         log.info("training %s %s on %d snapshots of %s (%s..%s)", t.preset, symbol, len(series), stream,
                  key.first_id, key.last_id)
@@ -138,7 +140,7 @@ async def serve(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         log.info("trainer: report written to %s and %s (model %s)", json_path, md_path, final["model_version"])
         if t.mode == "job":
             return
-        await infer_live(bus, stream, final, t.signal_horizon, pub, stop)
+        await infer_live(bus, stream, tail, final, t.signal_horizon, pub, stop)
     finally:
         await pub.close()
 
@@ -148,10 +150,23 @@ async def _relay_stop(stop: asyncio.Event, halt: threading.Event) -> None:
     halt.set()
 
 
-async def infer_live(bus: Bus, stream: str, final: dict, horizon: int | None, pub: Publisher,
-                     stop: asyncio.Event) -> None:
-    """Publish one signal per new snapshot until `stop`."""
-    live = LiveSignals(bus, stream, LiveModel(final, horizon))
+def series_window(t) -> int:
+    return t.window or PRESETS[t.preset].window
+
+
+async def infer_live(bus: Bus, stream: str, tail: list[tuple[str, bytes]], final: dict, horizon: int | None,
+                     pub: Publisher, stop: asyncio.Event) -> None:
+    """Publish one signal per new snapshot until `stop`. The window starts full: primed with
+    the newest snapshots already in the stream (those published while the model trained,
+    after `tail`, the end of the training data), without signalling them: they are old."""
+    model = LiveModel(final, horizon)
+    backlog = await read_history(bus, stream, after=tail[-1][0])
+    for _, data in (tail + backlog.entries)[-model.window:]:
+        try:
+            model.prime(decode_snapshot(data))
+        except SchemaError:
+            model.reset()
+    live = LiveSignals(bus, stream, model, backlog.last_id)
     await pub.publish("serving", {"model_version": live.model.version, "horizon": live.model.horizon,
                                   "signals_stream": SIGNALS_STREAM})
     while not stop.is_set():
@@ -164,9 +179,9 @@ async def infer_live(bus: Bus, stream: str, final: dict, horizon: int | None, pu
 
 
 class LiveSignals:
-    def __init__(self, bus: Bus, stream: str, model: LiveModel):
+    def __init__(self, bus: Bus, stream: str, model: LiveModel, after: str):
         self.bus, self.model = bus, model
-        self.reader = StreamReader(bus, [stream], block_ms=500)
+        self.reader = StreamReader(bus, {stream: after}, block_ms=500)
         self.rejected = 0
         self.published = 0
 

@@ -12,9 +12,11 @@ readers get a frozen dataclass) and torch-free, so the executor imports it witho
     model_version  str    which weights produced it, e.g. "tiny-3f2a9c1e@400"
     horizon        int    prediction horizon, in snapshots
     probs          [down, flat, up] probabilities (sum to 1)
-    direction      int    -1 down, 0 flat, +1 up: the argmax of probs
+    direction      int    -1 down, 0 flat, +1 up: the model's decision (the argmax of probs
+                          after the decision bias tuned on validation data, so a move can
+                          be called below 50%)
     action         str    "sell" | "hold" | "buy" (direction as an order intent)
-    confidence     float  probs[argmax]
+    confidence     float  the probability of the decided direction, probs[direction + 1]
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ class Signal:
 
 
 def make_signal(symbol: str, ts_ns: int, source_id: str, source_ts: int, model_version: str,
-                horizon: int, probs: list[float]) -> Signal:
-    """A checked Signal from the model's class probabilities [down, flat, up]."""
+                horizon: int, probs: list[float], direction: int | None = None) -> Signal:
+    """A checked Signal from the model's class probabilities [down, flat, up] and its
+    decision (default: the most probable class)."""
+    if direction not in (None, -1, 0, 1):
+        raise SchemaError(f"signal.direction: expected -1, 0 or 1, got {direction!r}")
     p = tuple(float(x) for x in probs)
-    k = max(range(3), key=p.__getitem__)
+    k = max(range(3), key=p.__getitem__) if direction is None else direction + 1
     sig = Signal(SIGNAL_VERSION, symbol, ts_ns, source_id, source_ts, model_version, horizon,
                  p, k - 1, ACTIONS[k], p[k])
     _check(sig)

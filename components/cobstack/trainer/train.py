@@ -22,6 +22,7 @@ from ..config import TrainerSettings
 from .checkpoint import rng_state, set_rng_state
 from .dataset import Series, book_log_mask, windows
 from .labels import CLASSES, NO_LABEL, direction_labels
+from .metrics import fit_bias
 from .models import PRESETS, LOBModel, build
 from .splits import Fold, Normaliser, walk_forward
 
@@ -91,19 +92,6 @@ def prepare(series: Series, plan: Plan) -> Data:
     return Data(series, labels, folds)
 
 
-def class_weights(labels: np.ndarray) -> np.ndarray:
-    """[H, 3] inverse-frequency weights from TRAINING labels (balanced: n / (3 * count)),
-    so the loss values each direction equally whatever the flat share is."""
-    out = np.ones((labels.shape[1], CLASSES), dtype=np.float32)
-    for j in range(labels.shape[1]):
-        y = labels[:, j][labels[:, j] != NO_LABEL]
-        counts = np.bincount(y, minlength=CLASSES).astype(np.float64)
-        present = counts > 0
-        out[j, present] = (len(y) / (present.sum() * counts[present])).astype(np.float32)
-        out[j, ~present] = 0.0
-    return out
-
-
 def autocast(device: str):
     """bf16 autocast on a GPU (fp32 master weights stay in the optimiser); a no-op on CPU."""
     if device == "cuda":
@@ -135,7 +123,7 @@ class FoldTrainer:
         self.train_idx = np.arange(fold.train.start, fold.train.stop)
         self.val_idx = np.arange(fold.val.start, fold.val.stop)
         self.best: dict | None = None  # {"loss", "step", "model"}: the weights early stopping keeps
-        self.weights = torch.from_numpy(class_weights(data.labels[self.train_idx])).to(plan.device)
+        self.bias = np.zeros(len(plan.horizons))  # decision bias per horizon (metrics.decide)
         torch.manual_seed(plan.seed * 1000 + fold_index)
         self.model: LOBModel = build(plan.preset, s.book.shape[1], s.book.shape[2] * s.book.shape[3],
                                      s.feats.shape[1], len(plan.horizons), device=plan.device,
@@ -146,6 +134,33 @@ class FoldTrainer:
         self.opt = make_optimizer(self.model, plan.lr, plan.device)
         self.step_no, self.epoch, self.pos = 0, 0, 0
         self._perm = self._permutation()
+        self._fit_wide()
+
+    @torch.no_grad()
+    def _fit_wide(self, most: int = 20_000) -> None:
+        """Start the linear path at its optimum: multinomial logistic regression of every
+        horizon on the window features (convex, solved by L-BFGS on at most `most` evenly
+        spaced training samples), so gradient steps only have to add what the deep path
+        finds. The deep head starts at zero for the same reason."""
+        idx = self.train_idx[np.linspace(0, len(self.train_idx) - 1, min(most, len(self.train_idx))).astype(int)]
+        x = self.model.wide_inputs(self.feats[torch.from_numpy(windows(idx, self.plan.window))]).double()
+        y = self.labels[idx]
+        w = torch.zeros(x.shape[1], y.shape[1] * CLASSES, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(y.shape[1] * CLASSES, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            with torch.enable_grad():
+                loss = self.loss((x @ w + b).view(len(idx), -1, CLASSES), y) + 1e-3 * (w * w).sum()
+                loss.backward()
+            return loss
+
+        opt.step(closure)
+        self.model.wide.weight.copy_(w.detach().T.to(self.model.wide.weight))
+        self.model.wide.bias.copy_(b.detach().to(self.model.wide.bias))
+        self.model.head.weight.zero_()
+        self.model.head.bias.zero_()
 
     def _permutation(self) -> np.ndarray:
         rng = np.random.default_rng([self.plan.seed, self.fold_index, self.epoch])
@@ -169,7 +184,7 @@ class FoldTrainer:
         return batch
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        losses = [F.cross_entropy(logits[:, j].float(), y[:, j], weight=self.weights[j], ignore_index=NO_LABEL)
+        losses = [F.cross_entropy(logits[:, j].float(), y[:, j], ignore_index=NO_LABEL)
                   for j in range(y.shape[1])]
         return torch.stack(losses).mean()
 
@@ -190,7 +205,7 @@ class FoldTrainer:
 
     @torch.no_grad()
     def validate(self, batch: int = 512) -> float:
-        """Mean class-weighted loss on the validation block (the early-stopping criterion)."""
+        """Mean loss on the validation block (the early-stopping criterion)."""
         self.model.eval()
         total = 0.0
         for i in range(0, len(self.val_idx), batch):
@@ -210,9 +225,11 @@ class FoldTrainer:
         return True
 
     def use_best(self) -> None:
-        """Load the weights early stopping chose (the latest ones if never validated)."""
+        """Load the weights early stopping chose (the latest ones if never validated) and
+        tune the decision bias on the validation block."""
         if self.best is not None:
             self.model.load_state_dict(self.best["model"])
+        self.bias = fit_bias(self.predict(self.val_idx), self.data.labels[self.val_idx])
 
     @torch.no_grad()
     def predict(self, positions: np.ndarray, batch: int = 512) -> np.ndarray:
@@ -227,13 +244,16 @@ class FoldTrainer:
 
     @torch.no_grad()
     def embed(self, positions: np.ndarray, batch: int = 512) -> np.ndarray:
-        """Encoder embeddings [n, D] at `positions` (the DQN's state)."""
+        """The DQN's view of each snapshot [n, D + 3H]: the encoder's embedding and the
+        supervised head's log-probabilities for every horizon."""
         self.model.eval()
         out = []
         for i in range(0, len(positions), batch):
             book, feats = self.inputs(positions[i:i + batch])
             with autocast(self.plan.device):
-                out.append(self.model.embed(book, feats).float().cpu())
+                emb = self.model.embed(book, feats).float()
+                logp = torch.log_softmax(self.forward(book, feats).float(), dim=-1).flatten(1)
+            out.append(torch.cat([emb, logp], dim=1).cpu())
         return torch.cat(out).numpy()
 
     def state(self) -> dict:
