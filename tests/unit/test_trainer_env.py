@@ -4,17 +4,13 @@ import numpy as np
 import pytest
 
 from cobstack.trainer.dataset import Series
-from cobstack.trainer.env import BUY, HOLD, SELL, Market, baselines, rollout, walk_levels
+from cobstack.trainer.env import BUY, HOLD, SELL, Market, baselines, rollout, venue_levels
 
 
-def test_walk_levels_takes_best_levels_first_and_adds_the_fee():
-    prices = np.array([100.0, 101.0, np.nan])
-    sizes = np.array([1.0, 2.0, 5.0])
-    filled, cost = walk_levels(prices, sizes, 2.5, fee=0.001)
-    assert filled == 2.5
-    assert cost == pytest.approx((100 + 1.5 * 101) * 1.001)
-    filled, _ = walk_levels(prices, sizes, 10.0, fee=0.0)
-    assert filled == 3.0  # NaN rows (past the ladder) hold nothing
+def test_venue_levels_are_the_venues_own_rows_of_the_ladder():
+    prices = np.array([100.0, 101.0, 102.0, np.nan])
+    sizes = np.array([1.0, 0.0, 2.0, 5.0])
+    assert venue_levels(prices, sizes) == [(100.0, 1.0), (102.0, 2.0)]
 
 
 def series(mids: list[float], half_spread: float = 0.5) -> Series:

@@ -1,5 +1,6 @@
 """The trading environment the DQN learns in: recorded or simulated snapshots replayed in
-order, orders filled against ONE venue's own levels with its taker fee.
+order, orders filled against ONE venue's own levels with its taker fee by the executor's
+fill model (executor/fills.walk_book), so training and paper trading pay the same costs.
 
 State: (snapshot position t, held position p in {-1, 0, +1} units). Action: 0 sell, 1 hold,
 2 buy, moving p by one unit within [-1, +1]. The step's reward is the change of marked-to-
@@ -19,23 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..executor.fills import BUY as BUY_SIDE, SELL as SELL_SIDE, walk_book
 from .dataset import Series
 
 SELL, HOLD, BUY = 0, 1, 2
 POSITIONS = (-1, 0, 1)
 
 
-def walk_levels(prices: np.ndarray, sizes: np.ndarray, qty: float, fee: float) -> tuple[float, float]:
-    """Fill `qty` against levels best first: (filled qty, cost in quote incl. the taker fee
-    as a fraction of notional). NaN prices (past the ladder's end) hold nothing."""
-    filled = cost = 0.0
-    for px, sz in zip(prices, sizes):
-        if filled >= qty or not sz > 0 or np.isnan(px):
-            continue
-        take = min(sz, qty - filled)
-        filled += take
-        cost += take * px
-    return filled, cost * (1 + fee)
+def venue_levels(prices: np.ndarray, sizes: np.ndarray) -> list[tuple[float, float]]:
+    """One venue's own levels (price, size), best first, from the ladder's per-venue column;
+    rows where the venue has nothing (or past the ladder's end) are not levels."""
+    return [(float(p), float(s)) for p, s in zip(prices, sizes) if s > 0 and not np.isnan(p)]
 
 
 @dataclass(frozen=True)
@@ -61,13 +56,15 @@ class Market:
         buy, sell = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
         for t in range(n):
             mid = s.mid[t]
+            asks = venue_levels(s.ask_px[t], s.ask_sz[t, :, v])
+            bids = venue_levels(s.bid_px[t], s.bid_sz[t, :, v])
             for k, q in enumerate((unit, 2 * unit)):
-                filled, cost = walk_levels(s.ask_px[t], s.ask_sz[t, :, v], q, fee)
-                if filled >= q * (1 - 1e-9):
-                    buy[t, k] = (cost - q * mid) / (unit * mid) * 1e4
-                filled, proceeds = walk_levels(s.bid_px[t], s.bid_sz[t, :, v], q, -fee)
-                if filled >= q * (1 - 1e-9):
-                    sell[t, k] = (q * mid - proceeds) / (unit * mid) * 1e4
+                fill = walk_book(asks, BUY_SIDE, q, fee)
+                if fill.qty >= q * (1 - 1e-9):
+                    buy[t, k] = (fill.notional + fill.fee - q * mid) / (unit * mid) * 1e4
+                fill = walk_book(bids, SELL_SIDE, q, fee)
+                if fill.qty >= q * (1 - 1e-9):
+                    sell[t, k] = (q * mid - fill.notional + fill.fee) / (unit * mid) * 1e4
         return cls(s.mid, buy, sell, venue, unit, fee)
 
     def move_bps(self, t: int) -> float:
