@@ -61,7 +61,9 @@ def _run(args: argparse.Namespace, components: list[str]) -> int:
     summary = asyncio.run(run_components(_settings(args), components, args.duration))
     if args.duration is not None:
         print(json.dumps(summary, indent=2, sort_keys=True))
-    return 0
+    for name, why in summary["failed"].items():
+        print(f"cobstack: {name} failed: {why} (see the log above)", file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:

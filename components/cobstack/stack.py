@@ -131,43 +131,61 @@ class SnapshotTally:
         }
 
 
+async def _supervised(name: str, coro, failures: dict[str, str], alone: bool) -> None:
+    """Run one consumer; a crash is reported and recorded, and the rest of the stack runs on."""
+    try:
+        await coro
+    except Exception as e:  # noqa: BLE001 - a consumer's crash must not take ingest down
+        failures[name] = f"{type(e).__name__}: {e}"
+        log.exception("%s stopped with an error%s", name,
+                      "" if alone else "; the rest of the stack keeps running")
+
+
 async def run_components(settings: Settings, components: list[str], duration: float | None) -> dict:
-    """Run `components` ("ingest" and/or consumers) until `duration` or SIGINT/SIGTERM."""
+    """Run `components` ("ingest" and/or consumers) until `duration`, SIGINT/SIGTERM, or, with
+    no ingest, until every consumer has finished (a training Job). The summary's `failed`
+    names each component that stopped with an error."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     bus = make_bus(settings.redis_url)
-    tasks: list[asyncio.Task] = []
+    consumers: list[asyncio.Task] = []
+    failures: dict[str, str] = {}
     running = None
     tally = SnapshotTally(bus, settings.symbols)
+    tally_task = asyncio.create_task(tally.run(stop), name="tally")
     started = time.monotonic()
     try:
-        tasks.append(asyncio.create_task(tally.run(stop), name="tally"))
         if "ingest" in components:
             running = await start_ingest(settings, bus)
+        alone = len(components) == 1
         for name in components:
             if name != "ingest":
                 serve = importlib.import_module(CONSUMERS[name]).serve
-                tasks.append(asyncio.create_task(serve(settings, bus, stop), name=name))
+                consumers.append(asyncio.create_task(
+                    _supervised(name, serve(settings, bus, stop), failures, alone), name=name))
         log.info("running %s on %s", ", ".join(components),
                  settings.redis_url or "the embedded in-process bus")
         waiter = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([waiter, *tasks], timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
-            if t is not waiter and t.exception() is not None:
-                raise t.exception()
+        if running is None and consumers:  # consumers alone: done when they are
+            until = asyncio.gather(*consumers)
+            await asyncio.wait([waiter, until], timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.wait([waiter], timeout=duration)
+        waiter.cancel()
     finally:
         stop.set()
         if running is not None:
             await running.close()
-        await asyncio.wait(tasks, timeout=5)
-        for t in tasks:
+            failures.update(running.ingest.failures)
+        await asyncio.wait([tally_task, *consumers], timeout=5)
+        for t in (tally_task, *consumers):
             t.cancel()
         await bus.close()
     summary = {"duration_s": round(time.monotonic() - started, 1), "components": components,
-               "bus": "redis" if settings.redis_url else "memory"}
+               "bus": "redis" if settings.redis_url else "memory", "failed": failures}
     if running is not None:
         summary.update(running.ingest.summary())
     summary.update(tally.result())

@@ -69,8 +69,8 @@ def metrics_app(ingest: Ingest) -> web.Application:
     async def readyz(_: web.Request) -> web.Response:
         h = ingest.health(time.time())
         live = [v["venue"] for v in h["venues"] if v["state"] == "live"]
-        ok = bool(live) and ingest.bus_up
-        body = {"ready": ok, "live_venues": live, "bus": h["bus"]}
+        ok = bool(live) and ingest.bus_up and not ingest.failures
+        body = {"ready": ok, "live_venues": live, "bus": h["bus"], "failed": ingest.failures}
         return web.Response(status=200 if ok else 503, body=orjson.dumps(body), content_type="application/json")
 
     app = web.Application()

@@ -75,6 +75,7 @@ class Ingest:
         self.published: dict[str, int] = {s: 0 for s in settings.symbols}
         self.bus_up = True
         self.bus_message = ""
+        self.failures: dict[str, str] = {}  # ingest task -> why it died (never expected)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -201,6 +202,18 @@ class Ingest:
         self._tasks = [asyncio.create_task(c.run(), name=f"venue:{v}") for v, c in self.connections.items()]
         self._tasks.append(asyncio.create_task(self._publisher(), name="publisher"))
         self._tasks.append(asyncio.create_task(self._ticker(), name="health"))
+        for task in self._tasks:
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        """An ingest task must only end at stop; one that dies is a bug to shout about, and
+        readiness fails so Kubernetes restarts the pod."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        error = task.exception()
+        self.failures[task.get_name()] = f"{type(error).__name__}: {error}" if error else "ended unexpectedly"
+        log.error("ingest task %s died: %s; ingest is no longer ready", task.get_name(),
+                  self.failures[task.get_name()], exc_info=error)
 
     async def stop(self) -> None:
         self._stopping.set()
