@@ -92,6 +92,11 @@ def test_early_stopping_keeps_the_best_validated_weights():
     assert all(torch.equal(v, t.model.state_dict()[k]) for k, v in kept.items())
 
 
+def test_models_and_labels_agree_on_the_classes():
+    from cobstack.trainer import labels, models
+    assert models.CLASSES == labels.CLASSES == len((labels.DOWN, labels.FLAT, labels.UP))
+
+
 def test_presets_sizes():
     tiny = build("tiny", 40, 6, 14, 3)
     assert 80_000 <= param_count(tiny) <= 130_000

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "latency": "cobstack.bench.latency:run",
     "dashboard": "cobstack.bench.dashboard:run",
     "executor": "cobstack.bench.executor:run",
+    "trainer": "cobstack.bench.trainer:run",
 }
 
 

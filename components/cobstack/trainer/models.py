@@ -18,13 +18,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .labels import CLASSES
-
+CLASSES = 3  # down, flat, up: labels.CLASSES (kept torch-free there, numpy-free here)
 ACTIONS = 3  # DQN: 0 sell, 1 hold, 2 buy
 
 
@@ -197,6 +198,18 @@ def build(preset_name: str, buckets: int, channels: int, n_feats: int, horizons:
     preset = PRESETS[preset_name]
     with torch.device(device):
         return LOBModel(replace(preset, window=window or preset.window), buckets, channels, n_feats, horizons)
+
+
+def autocast(device: str):
+    """bf16 autocast on a GPU (fp32 master weights stay in the optimiser); a no-op on CPU."""
+    if device == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(model: nn.Module, lr: float, device: str) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step on a GPU."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=device == "cuda")
 
 
 def param_count(model: nn.Module) -> int:

@@ -9,7 +9,6 @@ bit for bit on the same device and thread count.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -23,7 +22,7 @@ from .checkpoint import rng_state, set_rng_state
 from .dataset import Series, book_log_mask, windows
 from .labels import CLASSES, NO_LABEL, direction_labels
 from .metrics import fit_bias
-from .models import PRESETS, LOBModel, build
+from .models import PRESETS, LOBModel, autocast, build, make_optimizer
 from .splits import Fold, Normaliser, walk_forward
 
 
@@ -90,18 +89,6 @@ def prepare(series: Series, plan: Plan) -> Data:
     folds = walk_forward(first, stop, plan.folds, plan.test_fraction, max(plan.horizons), plan.embargo,
                          plan.val_fraction)
     return Data(series, labels, folds)
-
-
-def autocast(device: str):
-    """bf16 autocast on a GPU (fp32 master weights stay in the optimiser); a no-op on CPU."""
-    if device == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, device: str) -> torch.optim.Optimizer:
-    """AdamW, fused into one kernel per step on a GPU."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=device == "cuda")
 
 
 class FoldTrainer:
