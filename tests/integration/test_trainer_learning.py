@@ -185,3 +185,14 @@ async def test_a_job_killed_with_sigkill_resumes_and_ends_as_if_never_killed(ent
         assert (killed / f"{SYMBOL}-tiny-report.json").exists()
     finally:
         await bus.close()
+
+
+async def test_xl_on_cpu_publishes_its_memory_plan_and_refuses_to_train(tmp_path):
+    bus = MemoryBus()
+    settings = Settings(symbols=[SYMBOL], venues=VENUE_LIST, trainer={"preset": "xl", "device": "cpu",
+                                                                      "checkpoint_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match="needs a GPU"):
+        await serve(settings, bus, asyncio.Event())
+    (plan,) = await records(bus)
+    assert plan["kind"] == "plan" and 0.9e9 < plan["params"] < 1.2e9
+    assert plan["total_checkpointed_bytes"] < plan["total_bytes"]

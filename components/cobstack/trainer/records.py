@@ -3,7 +3,7 @@ validation, per-fold scores, RL results, state changes) and `cob:train:report` (
 evaluation report). msgpack maps like every other record; torch-free for readers.
 
     v        int   RECORD_VERSION
-    kind     str   collecting | progress | resumed | validation | fold | rl | report | serving | error
+    kind     str   collecting | progress | resumed | validation | fold | rl | report | serving | plan
     ts       int   ns
     symbol   str
     preset   str
@@ -18,7 +18,7 @@ from ..core.schema import SchemaError
 
 RECORD_VERSION = 1
 KINDS = frozenset({"collecting", "progress", "resumed", "validation", "fold", "rl", "report", "serving",
-                   "error"})
+                   "plan"})
 
 
 def encode_record(kind: str, ts_ns: int, symbol: str, preset: str, fields: dict) -> bytes:

@@ -23,11 +23,14 @@ import torch
 from ..bus.base import Bus, BusUnavailable, Entry, StreamReader, parse_id
 from ..config import Settings
 from ..core.schema import SchemaError, decode_snapshot
+from ..ingest.service import pipeline_config
 from ..streams import SIGNALS_STREAM, TRAIN_METRICS_STREAM, TRAIN_REPORT_STREAM, book_stream
 from . import checkpoint
 from .dataset import build_series
 from .infer import LiveModel
-from .models import PRESETS
+from .dataset import feature_names
+from .models import PRESETS, memory_plan
+from .train import Plan
 from .records import encode_record
 from .report import write_report
 from .run import DataKey, Stopped, run_training
@@ -114,6 +117,13 @@ async def serve(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     ckpt_path = Path(t.checkpoint_dir) / f"{symbol}-{t.preset}.pt"
     pub = Publisher(bus, symbol, t.preset)
     try:
+        if PRESETS[t.preset].kind == "transformer" and Plan.from_settings(t).device == "cpu":
+            plan = cpu_plan(settings, symbol)
+            await pub.publish("plan", plan)
+            raise ValueError(
+                f"trainer preset {t.preset} ({plan['params']:,} parameters) needs a GPU: about "
+                f"{plan['total_checkpointed_bytes'] / 2**30:.0f} GiB with activation checkpointing (plan "
+                f"published on {TRAIN_METRICS_STREAM}); on CPU use trainer.preset=tiny or base")
         prior = await asyncio.to_thread(checkpoint.load, ckpt_path)
         got = await collect(bus, stream, settings, prior["data"] if prior else None, pub, stop)
         if got is None:
@@ -148,6 +158,15 @@ async def serve(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
 async def _relay_stop(stop: asyncio.Event, halt: threading.Event) -> None:
     await stop.wait()
     halt.set()
+
+
+def cpu_plan(settings: Settings, symbol: str) -> dict:
+    """The memory plan of the configured preset for the shapes ingest publishes for `symbol`,
+    from a meta-device build (nothing allocated)."""
+    cfg = pipeline_config(settings, symbol)
+    feats = len(feature_names(cfg.imbalance_levels, settings.venues))
+    return memory_plan(settings.trainer.preset, 2 * cfg.k, 2 * len(settings.venues), feats,
+                       len(settings.trainer.horizons))
 
 
 def series_window(t) -> int:
