@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import YamlConfigSettingsSource
 
@@ -120,6 +120,19 @@ class TrainerSettings(Section):
     rl_unit_usd: float = Field(1000.0, gt=0, description="Notional of one RL position unit, in USD.")
     signal_horizon: int | None = Field(None, ge=1, description=(
         "Horizon whose prediction is published as the live signal (default: the first of `horizons`)."))
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive_horizons(cls, horizons: list[int]) -> list[int]:
+        if any(h < 1 for h in horizons) or len(set(horizons)) != len(horizons):
+            raise ValueError(f"horizons must be distinct snapshot counts >= 1, got {horizons}")
+        return horizons
+
+    @model_validator(mode="after")
+    def _signal_horizon_is_predicted(self) -> TrainerSettings:
+        if self.signal_horizon is not None and self.signal_horizon not in self.horizons:
+            raise ValueError(f"signal_horizon {self.signal_horizon} is not one of horizons {self.horizons}")
+        return self
 
 
 class ExecutorSettings(Section):

@@ -4,7 +4,7 @@ only re-expressed scale-free (relative to the mid and spread) so one model fits 
 
 Per snapshot t:
     book[t]   float32 [2K, 2, V]  the published model tensor
-    feats[t]  float32 [F]         FEATURE_NAMES (below), from the published features
+    feats[t]  float32 [F]         `feature_names` (below), from the published features
     mid, spread                   for labels and the trading environment
     ladder                        per-venue sizes at the consolidated ladder prices, for fills
 Snapshots without a two-sided book (no mid) are skipped and counted.
