@@ -1,6 +1,7 @@
 """Exact resume, atomic checkpoints, model presets and the xl memory plan (meta device)."""
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -113,3 +114,29 @@ def test_xl_is_planned_on_the_meta_device_without_allocating():
     assert plan_["total_checkpointed_bytes"] < 80 * 2**30  # fits one 80 GB GPU with checkpointing
     model = build("xl", 40, 6, 14, 3, device="meta")
     assert all(p.is_meta for p in model.parameters())
+
+
+def test_a_stopped_run_saves_and_the_next_run_resumes_where_it_stopped(tmp_path):
+    from cobstack.trainer.run import DataKey, Stopped, run_training
+
+    series = synthetic()
+    key = DataKey("cob:book:X-USD", series.ids[0], series.ids[-1], len(series))
+    settings = TrainerSettings(window=8, batch_size=16, steps=12, horizons=[2, 4], device="cpu", log_every=3,
+                               checkpoint_every=100, dqn_steps=0, checkpoint_dir=str(tmp_path))
+    stop = threading.Event()
+    seen: list[tuple[str, dict]] = []
+
+    def emit(kind: str, record: dict) -> None:
+        seen.append((kind, record))
+        stop.set()  # asked to stop at the first progress record (step 3)
+
+    path = tmp_path / "ck.pt"
+    with pytest.raises(Stopped, match="step 3"):
+        run_training(series, key, settings, "v0", path, emit, stop)
+    assert checkpoint.load(path)["trainer"]["step"] == 3
+    seen.clear()
+    final = run_training(series, key, settings, "v0", path, lambda k, r: seen.append((k, r)),
+                         threading.Event())
+    assert seen[0] == ("resumed", {"fold": 0, "step": 3})
+    assert final["done"] and final["report"]["rl"] is None
+    assert set(final["report"]["summary"]) == {"2", "4"}
