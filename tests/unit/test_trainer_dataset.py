@@ -1,8 +1,5 @@
 """Training data sources (stream history, simulation, capture replay) and decoding."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,7 +9,6 @@ from cobstack.sim.market import Market
 from cobstack.trainer.dataset import BASE_FEATURES, build_series, windows
 from cobstack.trainer.sources import read_history, replay_capture, simulate
 
-RECORDINGS = Path(os.environ.get("COBSTACK_RECORDINGS", Path(__file__).parents[2] / ".." / "shared" / "recordings"))
 CFG = PipelineConfig(buckets_per_side=5, tensor_buckets=5, ladder_levels=10)
 
 
@@ -56,10 +52,8 @@ async def test_history_pages_and_resumes_by_stream_id(sim_entries):
     assert empty.entries == [] and empty.last_id == ids[-1]
 
 
-def test_capture_replay_yields_snapshots_on_the_capture_clock():
-    path = RECORDINGS / "kraken-v1-book.jsonl"
-    if not path.exists():
-        pytest.skip(f"recordings not found at {RECORDINGS} (set COBSTACK_RECORDINGS)")
+def test_capture_replay_yields_snapshots_on_the_capture_clock(recordings_dir):
+    path = recordings_dir / "kraken-v1-book.jsonl"
     out = list(replay_capture(path, "kraken-v1", "XMR/USD", interval_s=0.1, cfg=CFG))
     assert len(out) > 20
     s = build_series(out)
