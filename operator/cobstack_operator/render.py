@@ -277,6 +277,9 @@ class _Renderer:
             workingDir=CHECKPOINT_DIR,
         )
         container["resources"] = resources
+        # A Job must finish: train, evaluate, write the report, exit 0 (Succeeded). Live
+        # signals are the online mode's, which `cobstack up` runs.
+        container["args"] += ["--set", "trainer.mode=job"]
         container["volumeMounts"] += [{"name": "checkpoints", "mountPath": CHECKPOINT_DIR},
                                       {"name": "dshm", "mountPath": "/dev/shm"}]
         scheduling: dict[str, Any] = {}

@@ -107,7 +107,7 @@ def test_components_run_the_cobstack_command_with_the_config_file():
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         assert mounts["/etc/cobstack"]["readOnly"] is True
     trainer = container(the_job(objs))
-    assert trainer["args"] == ["train", "--config", CONFIG_PATH]
+    assert trainer["args"] == ["train", "--config", CONFIG_PATH, "--set", "trainer.mode=job"]  # a Job finishes
     assert trainer["image"] == "reg.example/cob-gpu:1"
 
 
