@@ -110,3 +110,25 @@ def test_cached_checksum_always_equals_a_fresh_one(operations, depth):
         book.update(is_bid, price, size)
         book.truncate()
         assert checksums.kraken(book) == _kraken_uncached(book)
+
+
+@pytest.mark.parametrize("levels,kind", [
+    ([["100", "1"], ["99", "NaN"]], "non_finite"),  # NaN after a valid level: min/max would miss it
+    ([["100", "1"], "99"], "malformed_level"),  # a string is not a level, even if indexable
+    ([["100", "1"], ["99", 1.5]], "malformed_number"),
+    ([["100", "1"], ["-99", "1"]], "non_positive_price"),
+    ([["100", "1"], ["1" * 17, "1"]], "precision_exceeded"),
+])
+def test_snapshot_fast_path_never_lets_a_bad_level_through(levels, kind):
+    from cobstack.venues.base import snapshot_side
+
+    with pytest.raises(BadLevel) as e:
+        snapshot_side(True, levels)
+    assert e.value.kind == kind
+
+
+def test_snapshot_drops_zero_sizes_and_keeps_the_last_of_a_repeated_price():
+    from cobstack.venues.base import snapshot_side
+
+    side = snapshot_side(False, [["101", "1"], ["102", "0"], ["101.0", "3"]])
+    assert [(lv.price_str, lv.size_str) for lv in side.top(5)] == [("101.0", "3")]

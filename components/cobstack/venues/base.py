@@ -26,12 +26,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..core.book import BadLevel, BookSide, L2Book, new_level, parse_level
+from ..core.book import BadLevel, BookSide, L2Book, MAX_DIGITS, new_level, parse_level
 from ..core.symbols import Instrument, instrument
 
 log = logging.getLogger("cobstack.venues")
 
 SYNCING, LIVE, RESYNC = "syncing", "live", "resync"
+MAX_PRICE_CHARS = MAX_DIGITS + 1  # a price string this short cannot exceed MAX_DIGITS digits
 SAMPLE_CHARS = 200
 
 
@@ -119,8 +120,32 @@ def apply_levels(side: BookSide, levels: list) -> None:
 
 
 def snapshot_side(is_bid: bool, levels: list) -> BookSide:
-    """A whole side built from snapshot wire levels in one sort (snapshots dominate replay
-    cost: thousands of levels each, so per-level insertion is avoided)."""
+    """A whole side built from snapshot wire levels at once. Snapshots dominate replay cost
+    (thousands of levels each), so the common case runs column-wise in C-level loops and
+    checks the columns' bounds; anything unusual takes the per-level path, which names the
+    exact fault."""
+    side = BookSide(is_bid)
+    try:
+        ps = [lv[0] for lv in _level_list(levels)]
+        ss = [lv[1] for lv in levels]
+        prices, sizes = list(map(float, ps)), list(map(float, ss))
+    except (TypeError, ValueError, IndexError, KeyError):
+        return _snapshot_side_checked(is_bid, levels)
+    # A NaN or infinity anywhere makes a sum non-finite (min/max would skip a NaN).
+    if prices and not (_columns_are_strings(levels, ps, ss) and math.isfinite(sum(prices)) and math.isfinite(sum(sizes))
+                       and min(prices) > 0.0 and min(sizes) > 0.0 and max(map(len, ps)) <= MAX_PRICE_CHARS):
+        return _snapshot_side_checked(is_bid, levels)  # zero sizes, NaN, bounds: level by level
+    side.levels = dict(zip(prices, map(new_level, zip(prices, sizes, ps, ss))))
+    side.prices = sorted(side.levels)
+    return side
+
+
+def _columns_are_strings(levels: list, ps: list, ss: list) -> bool:
+    """Every level a JSON array, every price and size a string (checked in C-level loops)."""
+    return set(map(type, levels)) == {list} and set(map(type, ps)) == {str} and set(map(type, ss)) == {str}
+
+
+def _snapshot_side_checked(is_bid: bool, levels: list) -> BookSide:
     side = BookSide(is_bid)
     book = side.levels
     for lv in _level_list(levels):
