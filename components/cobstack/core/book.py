@@ -184,9 +184,10 @@ class L2Book:
         self.truncate()
 
     def truncate(self) -> None:
-        if self.max_depth:
-            self.bids.truncate(self.max_depth)
-            self.asks.truncate(self.max_depth)
+        depth = self.max_depth  # checked inline: this runs after every update of a bounded book
+        if depth and (len(self.bids.prices) > depth or len(self.asks.prices) > depth):
+            self.bids.truncate(depth)
+            self.asks.truncate(depth)
 
     def best_bid(self) -> Level | None:
         return self.bids.best()
