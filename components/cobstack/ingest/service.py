@@ -9,6 +9,7 @@ connection; a bus outage keeps the books and retries, it never loses state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -68,7 +69,9 @@ class Ingest:
             for s in settings.symbols
         }
         self.last_change: dict[tuple[str, str], float] = {}
-        self.pending: dict[str, float] = {}  # symbol -> receive time of its newest unpublished change
+        # symbol -> receive time of its newest unpublished change (None: only a periodic refresh)
+        self.pending: dict[str, float | None] = {}
+        self.published_at: dict[str, float] = {s: 0.0 for s in settings.symbols}  # wall clock
         self.trades: dict[str, list] = {s: [] for s in settings.symbols}
         self.trade_backlog: deque = deque(maxlen=TRADE_BUFFER)
         self.trades_dropped = 0
@@ -92,12 +95,14 @@ class Ingest:
                 route = routes.get((venue, native))
                 if route is None:
                     continue
-                self.pending[route.symbol] = recv_ts
+                symbol = route.symbol
+                self.pending[symbol] = recv_ts
+                if recv_ts >= self.published_at[symbol] + self.interval:
+                    self._wake.set()  # the first change after the interval publishes at once
                 venue_ts = max(venue_ts, adapter.books[native].ts)
             if adapter.event_time and venue_ts:
                 self.connections[venue].health.lag_ms = round((recv_ts - venue_ts) * 1000, 1)
             adapter.dirty.clear()
-            self._wake.set()
         if adapter.trades:
             for trade in adapter.trades:
                 route = self.routes.get((venue, trade.instrument))
@@ -132,10 +137,11 @@ class Ingest:
         now_ns = int(now * 1e9)
         for symbol in symbols:
             trades, self.trades[symbol] = self.trades[symbol], []
+            recv = self.pending.pop(symbol, None)
             snap = self.pipelines[symbol].snapshot(self.views(symbol, now), trades, now_ns,
                                                    rate_refs=self.reference_views(now),
-                                                   recv_ns=int(self.pending.pop(symbol, now) * 1e9))
-            items.append((book_stream(symbol), schema.encode(snap)))
+                                                   recv_ns=None if recv is None else int(recv * 1e9))
+            items.append((book_stream(symbol), schema.encode(snap, check=False)))  # readers check
             for t in trades:
                 if len(self.trade_backlog) == TRADE_BUFFER:
                     self.trades_dropped += 1
@@ -143,35 +149,50 @@ class Ingest:
                 self.trade_backlog.append((trades_stream(symbol), schema.encode(schema.trade_record(symbol, t, quote))))
         return items
 
+    def _due(self, now: float) -> tuple[list[str], float | None]:
+        """Symbols to publish now, and when the next one falls due if none is.
+
+        A symbol publishes at the first change that arrives at least one interval after its
+        last snapshot (so the frame that triggers a snapshot is in it, milliseconds old), and
+        at the latest two intervals after it (so the last changes of a quiet spell still go
+        out). Either way: at most one snapshot per symbol per interval."""
+        due, next_at = [], None
+        for symbol, recv in self.pending.items():
+            opens = self.published_at[symbol] + self.interval
+            if (recv if recv is not None else now) >= opens or now >= opens + self.interval:
+                due.append(symbol)
+            else:
+                next_at = min(next_at or opens + self.interval, opens + self.interval)
+        return due, next_at
+
     async def _publisher(self) -> None:
         maxlen = self.settings.ingest.stream_maxlen
         backoff = Backoff(base=0.2, cap=10.0)
-        last = 0.0
         while not self._stopping.is_set():
-            await self._wake.wait()
-            self._wake.clear()
-            wait = last + self.interval - time.monotonic()
-            if wait > 0:  # coalesce everything that changes meanwhile into one snapshot
-                await asyncio.sleep(wait)
-            last = time.monotonic()
-            due = list(self.pending)
+            now = time.time()
+            due, next_at = self._due(now)
             if not due:
+                self._wake.clear()
+                timeout = None if next_at is None else max(0.0, next_at - now)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
                 continue
-            items = self.build_batch(due, time.time())
+            recv = {symbol: self.pending[symbol] for symbol in due}
+            items = self.build_batch(due, now)
             trades = list(self.trade_backlog)
             try:
                 await self.bus.publish_many(items + trades, maxlen=maxlen)
             except BusUnavailable as e:
                 for symbol in due:  # state, not events: the next snapshot supersedes this one
-                    self.pending.setdefault(symbol, time.time())
+                    self.pending.setdefault(symbol, recv[symbol])
                 self._bus_down(str(e))
                 await asyncio.sleep(backoff.next())
-                self._wake.set()
                 continue
             for _ in trades:
                 self.trade_backlog.popleft()
             for symbol in due:
                 self.published[symbol] += 1
+                self.published_at[symbol] = now
             if not self.bus_up:
                 log.info("bus is back: publishing resumed")
             self.bus_up, self.bus_message = True, ""
@@ -189,7 +210,7 @@ class Ingest:
             await asyncio.sleep(1.0)
             now = time.time()
             for symbol in self.settings.symbols:
-                self.pending.setdefault(symbol, now)
+                self.pending.setdefault(symbol, None)
             self._wake.set()
             try:
                 await self.bus.publish(HEALTH_STREAM, schema.encode(self.health(now)), maxlen=10_000)

@@ -1,0 +1,36 @@
+"""When ingest publishes: at the first change one interval after the last snapshot, at the
+latest two intervals after it, never more than once per interval."""
+
+import pytest
+
+from cobstack.bus import MemoryBus
+from cobstack.config import Settings
+from cobstack.ingest.service import Ingest
+
+
+def ingest() -> Ingest:
+    return Ingest(Settings(symbols=["BTC-USD", "ETH-USD"], ingest={"publish_interval_ms": 100}), MemoryBus())
+
+
+def test_a_change_after_the_interval_publishes_at_once_with_that_frame():
+    ing = ingest()
+    ing.published_at = {"BTC-USD": 10.0, "ETH-USD": 10.0}
+    ing.pending = {"BTC-USD": 10.101}  # the frame arrived 101 ms after the last snapshot
+    assert ing._due(now=10.102) == (["BTC-USD"], None)
+
+
+def test_changes_inside_the_interval_wait_for_the_next_frame_or_the_trailing_flush():
+    ing = ingest()
+    ing.published_at = {"BTC-USD": 10.0, "ETH-USD": 10.0}
+    ing.pending = {"BTC-USD": 10.05}
+    due, next_at = ing._due(now=10.15)
+    assert due == [] and next_at == pytest.approx(10.2)  # no newer frame yet: flush at 2 intervals
+    assert ing._due(now=10.2) == (["BTC-USD"], None)
+
+
+def test_a_periodic_refresh_without_frames_publishes_once_the_interval_has_passed():
+    ing = ingest()
+    ing.published_at = {"BTC-USD": 10.0, "ETH-USD": 10.95}
+    ing.pending = {"BTC-USD": None, "ETH-USD": None}
+    due, next_at = ing._due(now=11.0)
+    assert due == ["BTC-USD"] and next_at == pytest.approx(11.15)
