@@ -434,17 +434,26 @@ def encode(record: Mapping[str, Any], check: bool = True) -> bytes:
         raise SchemaError(f"{record.get('kind')}: cannot pack record: {e}") from None
 
 
+def unpack_map(data: bytes, what: str, version: int | None) -> dict:
+    """Untrusted bytes -> the msgpack map of a `what` record of schema `version` (None: any,
+    the caller upgrades); SchemaError on anything else. The first step of every stream reader
+    (this module's and the other components' record modules)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SchemaError(f"{what}: expected bytes, got {type(data).__name__}")
+    try:
+        d = msgpack.unpackb(data, raw=False)
+    except Exception as e:  # noqa: BLE001 - msgpack raises a zoo of types on garbage
+        raise SchemaError(f"{what}: not a msgpack record ({type(e).__name__}: {e})") from None
+    if type(d) is not dict:
+        raise SchemaError(f"{what}: expected a msgpack map, got {type(d).__name__}")
+    if version is not None and d.get("v") != version:
+        raise SchemaError(f"{what}: schema v{d.get('v')!r} is not the supported v{version}")
+    return d
+
+
 def decode(data: bytes) -> Record:
     """Unpack and check one record of any kind; raises SchemaError on anything malformed."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise SchemaError(f"expected bytes, got {type(data).__name__}")
-    try:
-        obj = msgpack.unpackb(data, raw=False, use_list=True)
-    except Exception as e:  # noqa: BLE001 - msgpack raises a zoo of types on garbage
-        raise SchemaError(f"not a msgpack record ({type(e).__name__}: {e})") from None
-    if type(obj) is not dict:
-        raise SchemaError(f"expected a msgpack map, got {type(obj).__name__}")
-    return _read(_current(obj))
+    return _read(_current(unpack_map(data, "record", None)))
 
 
 def _decode_kind(data: bytes, cls: type, kind: str) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from ..core.schema import SchemaError
+from ..core.schema import SchemaError, unpack_map
 
 EXEC_VERSION = 1
 ORDER, FILL, POSITION, PNL, RISK, CONTROL = "order", "fill", "position", "pnl", "risk", "control"
@@ -155,14 +155,7 @@ def encode(rec: dict) -> bytes:
 
 def decode(data: bytes) -> ExecRecord:
     """Unpack and check one record of any kind; SchemaError (naming the field) if malformed."""
-    try:
-        d = msgpack.unpackb(data, raw=False)
-    except Exception as e:  # noqa: BLE001 - msgpack raises many types on garbage
-        raise SchemaError(f"executor record: not msgpack ({type(e).__name__}: {e})") from None
-    if type(d) is not dict:
-        raise SchemaError(f"executor record: expected a msgpack map, got {type(d).__name__}")
-    if d.get("v") != EXEC_VERSION:
-        raise SchemaError(f"executor record: schema v{d.get('v')!r} is not the supported v{EXEC_VERSION}")
+    d = unpack_map(data, "executor record", EXEC_VERSION)
     cls = _CLASSES.get(d.get("kind"))  # type: ignore[arg-type]
     if cls is None:
         raise SchemaError(f"executor record: unknown kind {d.get('kind')!r}")

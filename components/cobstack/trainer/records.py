@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import msgpack
 
-from ..core.schema import SchemaError
+from ..core.schema import SchemaError, unpack_map
 
 RECORD_VERSION = 1
 KINDS = frozenset({"collecting", "progress", "resumed", "validation", "fold", "rl", "report", "serving",
@@ -29,14 +29,7 @@ def encode_record(kind: str, ts_ns: int, symbol: str, preset: str, fields: dict)
 
 
 def decode_record(data: bytes) -> dict:
-    try:
-        d = msgpack.unpackb(data, raw=False)
-    except Exception as e:  # noqa: BLE001 - msgpack raises many types on garbage
-        raise SchemaError(f"train record: not msgpack ({type(e).__name__}: {e})") from None
-    if type(d) is not dict:
-        raise SchemaError(f"train record: expected a map, got {type(d).__name__}")
-    if d.get("v") != RECORD_VERSION:
-        raise SchemaError(f"train record: schema v{d.get('v')!r} is not the supported v{RECORD_VERSION}")
+    d = unpack_map(data, "train record", RECORD_VERSION)
     if d.get("kind") not in KINDS:
         raise SchemaError(f"train record: unknown kind {d.get('kind')!r}")
     return d

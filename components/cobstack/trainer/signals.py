@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import msgpack
 
-from ..core.schema import SchemaError
+from ..core.schema import SchemaError, unpack_map
 
 SIGNAL_VERSION = 1
 ACTIONS = ("sell", "hold", "buy")  # index = direction + 1 = argmax class (down, flat, up)
@@ -71,17 +71,7 @@ def encode_signal(sig: Signal) -> bytes:
 
 def decode_signal(data: bytes) -> Signal:
     """Unpack and check one signal; SchemaError (naming the field) on anything malformed."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise SchemaError(f"signal: expected bytes, got {type(data).__name__}")
-    try:
-        d = msgpack.unpackb(data, raw=False)
-    except Exception as e:  # noqa: BLE001 - msgpack raises many types on garbage
-        raise SchemaError(f"signal: not a msgpack record ({type(e).__name__}: {e})") from None
-    if type(d) is not dict:
-        raise SchemaError(f"signal: expected a msgpack map, got {type(d).__name__}")
-    v = d.get("v")
-    if v != SIGNAL_VERSION:
-        raise SchemaError(f"signal: schema v{v!r} is not the supported v{SIGNAL_VERSION}")
+    d = unpack_map(data, "signal", SIGNAL_VERSION)
     missing = [f for f in Signal.__dataclass_fields__ if f not in d]
     if missing:
         raise SchemaError(f"signal: missing field(s) {', '.join(missing)}")
