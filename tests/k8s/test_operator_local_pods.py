@@ -22,7 +22,7 @@ import redis
 import yaml
 
 from cobstack.bus.local_redis import LocalRedis, free_port
-from cobstack.streams import book_stream
+from cobstack.streams import TRAIN_REPORT_STREAM, book_stream
 from cobstack_operator.render import CONFIG_PATH, render
 
 pytestmark = pytest.mark.redis
@@ -35,6 +35,8 @@ STARTUP_S = 90.0
 def rendered(redis_url: str, workdir: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     spec = yaml.safe_load((REPO / "examples" / "cobstack.yaml").read_text())["spec"]
     spec["stack"].update(symbols=[SYMBOL], venues=["binance", "coinbase"])
+    # The example's trainer, sized for a test: the least history allowed, a short run.
+    spec["stack"]["trainer"].update(min_snapshots=200, window=8, embargo=0, steps=20, dqn_steps=20, horizons=[5, 10])
     objs = render("demo", "local", spec, "uid-local")
     (config_map,) = [o for o in objs if o["kind"] == "ConfigMap"]
     config = yaml.safe_load(config_map["data"]["config.yaml"])
@@ -43,6 +45,7 @@ def rendered(redis_url: str, workdir: Path) -> tuple[dict[str, dict[str, Any]], 
     config["dashboard"].update(host="127.0.0.1", port=free_port())
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     deployments = {o["metadata"]["name"].removeprefix("demo-"): o for o in objs if o["kind"] == "Deployment"}
+    deployments["trainer"] = next(o for o in objs if o["kind"] == "Job")  # its pod template, like the others
     for d in deployments.values():
         env = d["spec"]["template"]["spec"]["containers"][0]["env"]
         assert {"name": "COBSTACK_REDIS_URL", "value": "redis://demo-redis:6379/0"} in env
@@ -105,7 +108,7 @@ def wait(what: str, check, processes: dict[str, subprocess.Popen[bytes]], workdi
 def test_rendered_pods_run_the_components_and_snapshots_reach_the_consumers(
         redis_server: LocalRedis, tmp_path: Path, processes: dict[str, subprocess.Popen[bytes]]):
     deployments, config = rendered(redis_server.url, tmp_path)
-    assert set(deployments) == {"ingest", "dashboard", "executor"}
+    assert set(deployments) == {"ingest", "dashboard", "executor", "trainer"}
     for name in ("ingest", "dashboard", "executor"):
         processes[name] = run_container(deployments[name], redis_server.url, tmp_path)
 
@@ -132,3 +135,25 @@ def test_rendered_pods_run_the_components_and_snapshots_reach_the_consumers(
         return any(g["name"] == b"executor" for g in groups)
 
     wait("executor consumer group on the bus", executor_group, processes, tmp_path)
+
+
+def test_the_rendered_training_job_trains_on_cpu_and_completes(
+        redis_server: LocalRedis, tmp_path: Path, processes: dict[str, subprocess.Popen[bytes]]):
+    """`gpus: 0`: the Job's container trains the tiny preset on the CPU from the stream,
+    writes its evaluation report, and exits 0 (what makes the Job Succeeded)."""
+    pods, _ = rendered(redis_server.url, tmp_path)
+    job = pods["trainer"]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+    processes["ingest"] = run_container(pods["ingest"], redis_server.url, tmp_path)
+    trainer = run_container(job, redis_server.url, tmp_path)
+    try:
+        code = trainer.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        trainer.kill()
+        pytest.fail(f"the training Job did not finish:\n{(tmp_path / 'trainer.log').read_text()[-3000:]}")
+    assert code == 0, (tmp_path / "trainer.log").read_text()[-3000:]
+    reports = [p for p in tmp_path.rglob("*.json") if p.with_suffix(".md").exists()]
+    assert reports, f"no evaluation report under the Job's working directory {tmp_path}"
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.xlen(TRAIN_REPORT_STREAM) >= 1
