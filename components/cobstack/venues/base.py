@@ -177,11 +177,18 @@ class Adapter:
     # ping besides websocket pings (OKX "ping", Bybit {"op":"ping"}); their replies are ignored.
     app_ping: ClassVar[str | None] = None
 
+    depths: ClassVar[tuple[int, ...]] = ()  # the book depths the venue offers; () = any
+
     def __init__(self, instruments: list[str] | None = None, depth: int | None = None,
-                 ws_url: str | None = None, rest_url: str | None = None):
+                 ws_url: str | None = None, rest_url: str | None = None, trades: bool = True):
         """instruments: native names to track; None tracks whatever the feed carries (replay).
         ws_url / rest_url: override the live endpoints (the simulated venues serve the same
-        paths on loopback); adapters build full URLs with the venue's real paths on these."""
+        paths on loopback); adapters build full URLs with the venue's real paths on these.
+        trades: also subscribe to the venue's trades (for the volume profile)."""
+        if depth is not None and self.depths and depth not in self.depths:
+            raise ValueError(f"{self.venue}: book depth {depth} is not one the venue offers; "
+                             f"use one of {self.depths}")
+        self.want_trades = trades
         self.ws_base = ws_url or self.live_ws_url
         self.rest_base = rest_url or self.live_rest_url
         self.depth = depth

@@ -32,16 +32,10 @@ class BybitAdapter(Adapter):
     venue = "bybit"
     live_ws_url = "wss://stream.bybit.com"
     live_rest_url = "https://api.bybit.com"
+    depths = DEPTHS
     # REST: 600 requests per 5 s per IP across endpoints (not used: the ws snapshot suffices).
     rest_weight_per_minute = 7200.0
     app_ping = '{"op":"ping"}'  # Bybit recommends a ping every 20 s to keep the connection
-
-    def __init__(self, instruments: list[str] | None = None, depth: int | None = None,
-                 ws_url: str | None = None, rest_url: str | None = None, trades: bool = True):
-        if depth is not None and depth not in DEPTHS:
-            raise ValueError(f"bybit: spot book depth {depth} is not one Bybit offers; use one of {DEPTHS}")
-        super().__init__(instruments, depth, ws_url, rest_url)
-        self.want_trades = trades
 
     # -- endpoints and subscriptions ------------------------------------------------------
 

@@ -94,15 +94,12 @@ class KrakenAdapter(Adapter):
     venue = "kraken"
     live_ws_url = "wss://ws.kraken.com"
     live_rest_url = "https://api.kraken.com"
+    depths = DEPTHS
     # Public REST is about 1 request per second per IP (not used: the ws snapshot suffices).
     rest_weight_per_minute = 60.0
 
-    def __init__(self, instruments: list[str] | None = None, depth: int | None = None,
-                 ws_url: str | None = None, rest_url: str | None = None, trades: bool = True):
-        if depth is not None and depth not in DEPTHS:
-            raise ValueError(f"kraken: book depth {depth} is not one Kraken offers; use one of {DEPTHS}")
-        super().__init__(instruments, depth, ws_url, rest_url)
-        self.want_trades = trades
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.precision: dict[str, tuple[int, int]] = {}  # symbol -> (price, qty) decimals
         self._acked_depth: dict[str, int] = {}  # symbol -> depth its book subscription was acked at
         self._awaiting_precision: set[str] = set()  # book data dropped for want of a precision

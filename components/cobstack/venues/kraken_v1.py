@@ -29,14 +29,8 @@ _TAKER = {"b": "buy", "s": "sell"}
 
 class KrakenV1Adapter(Adapter):
     venue = "kraken-v1"
+    depths = DEPTHS
     live_ws_url = "wss://ws.kraken.com"
-
-    def __init__(self, instruments: list[str] | None = None, depth: int | None = None,
-                 ws_url: str | None = None, rest_url: str | None = None, trades: bool = True):
-        if depth is not None and depth not in DEPTHS:
-            raise ValueError(f"kraken-v1: book depth {depth} is not one Kraken offers; use one of {DEPTHS}")
-        super().__init__(instruments, depth, ws_url, rest_url)
-        self.want_trades = trades
 
     # -- endpoints and subscriptions ------------------------------------------------------
 

@@ -48,8 +48,7 @@ class OkxAdapter(Adapter):
                  ws_url: str | None = None, rest_url: str | None = None, trades: bool = True):
         if depth is not None and not 0 < depth <= BOOK_DEPTH:
             raise ValueError(f"okx: depth {depth} is outside the books channel's 1..{BOOK_DEPTH} levels")
-        super().__init__(instruments, depth or BOOK_DEPTH, ws_url, rest_url)
-        self.want_trades = trades
+        super().__init__(instruments, depth or BOOK_DEPTH, ws_url, rest_url, trades)
 
     # -- endpoints and subscriptions ------------------------------------------------------
 
