@@ -138,9 +138,11 @@ def test_rendered_pods_run_the_components_and_snapshots_reach_the_consumers(
 
 
 def test_the_rendered_training_job_trains_on_cpu_and_completes(
-        redis_server: LocalRedis, tmp_path: Path, processes: dict[str, subprocess.Popen[bytes]]):
+        redis_server_factory, tmp_path: Path, processes: dict[str, subprocess.Popen[bytes]]):
     """`gpus: 0`: the Job's container trains the tiny preset on the CPU from the stream,
-    writes its evaluation report, and exits 0 (what makes the Job Succeeded)."""
+    writes its evaluation report, and exits 0 (what makes the Job Succeeded). A Redis of its
+    own: the history it trains on is exactly this stack's."""
+    redis_server = redis_server_factory()
     pods, _ = rendered(redis_server.url, tmp_path)
     job = pods["trainer"]
     container = job["spec"]["template"]["spec"]["containers"][0]

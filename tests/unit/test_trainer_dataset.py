@@ -29,12 +29,13 @@ def test_series_takes_the_published_tensor_and_features(sim_entries):
     assert windows(np.array([5, 9]), 3).tolist() == [[3, 4, 5], [7, 8, 9]]
 
 
-def test_bad_records_are_counted_not_fatal_and_a_config_change_is_an_error(sim_entries):
+def test_bad_records_are_counted_and_a_config_change_restarts_the_series(sim_entries):
     s = build_series([("1-0", b"garbage"), *sim_entries[:10]])
     assert len(s) == 10 and sum(s.skipped.values()) == 1
-    other = list(simulate(Market(["binance"], ["ETH-USD"], seed=3, dt=0.05), "ETH-USD", 2, cfg=CFG))
-    with pytest.raises(ValueError, match="differs from the series start"):
-        build_series(sim_entries[:5] + other)
+    other = list(simulate(Market(["binance"], ["ETH-USD"], seed=3, dt=0.05), "ETH-USD", 3, cfg=CFG))
+    s = build_series(sim_entries[:5] + other)  # ingest was reconfigured: train on the new shape
+    assert s.venues == ["binance"] and len(s) == 3 and s.skipped["older configuration"] == 5
+    assert s.ids == [i for i, _ in other]
     with pytest.raises(ValueError, match="no decodable snapshot"):
         build_series([("1-0", b"x")])
 

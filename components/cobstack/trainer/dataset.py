@@ -12,6 +12,7 @@ Snapshots without a two-sided book (no mid) are skipped and counted.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import numpy as np
 
 from ..core import schema
 from ..core.schema import SchemaError, Snapshot
+
+log = logging.getLogger("cobstack.trainer")
 
 BASE_FEATURES = ("ret_bps", "spread_bps", "micro_dev", "wmid_dev", "ofi_norm", "live_share")
 
@@ -83,15 +86,12 @@ def scalar_features(snap: Snapshot, prev_mid: float | None, levels: list[int]) -
 def build_series(entries: Iterable[tuple[str, bytes]], ladder_levels: int = 10) -> Series:
     """Decode (id, snapshot bytes) pairs of ONE symbol into a Series.
 
-    Undecodable records and snapshots without a mid are skipped and counted in `skipped`;
-    a change of venue set or tensor shape mid-stream is an error (the model's input shape
-    would change), naming the id where it happened."""
-    ids, ts, books, feats, mids, spreads = [], [], [], [], [], []
-    bpx, bsz, apx, asz = [], [], [], []
+    Undecodable records and snapshots without a mid are skipped and counted in `skipped`.
+    The model's input shape is fixed, so when the venue set or tensor shape changes mid-stream
+    (ingest was reconfigured) the series restarts there: the newest configuration is trained
+    on, and the older snapshots are counted in `skipped` under "older configuration"."""
     skipped: dict[str, int] = {}
     first: Snapshot | None = None
-    levels: list[int] = []
-    prev_mid = None
     for sid, data in entries:
         try:
             snap = schema.decode_snapshot(data)
@@ -99,13 +99,16 @@ def build_series(entries: Iterable[tuple[str, bytes]], ladder_levels: int = 10) 
             key = f"undecodable: {str(e)[:80]}"
             skipped[key] = skipped.get(key, 0) + 1
             continue
-        if first is None:
-            first, levels = snap, sorted(snap.features.imbalance)
-        elif snap.symbol != first.symbol or snap.venues != first.venues or \
+        if first is None or snap.symbol != first.symbol or snap.venues != first.venues or \
                 snap.tensor.shape != first.tensor.shape:
-            raise ValueError(f"snapshot {sid}: {snap.symbol} venues {snap.venues} tensor "
-                             f"{snap.tensor.shape} differs from the series start ({first.symbol} "
-                             f"{first.venues} {first.tensor.shape}); train on one configuration")
+            if first is not None:
+                log.warning("snapshot %s: %s venues %s tensor %s differs from the series so far "
+                            "(%s %s %s); training on the newer configuration only", sid, snap.symbol,
+                            snap.venues, snap.tensor.shape, first.symbol, first.venues, first.tensor.shape)
+                skipped["older configuration"] = skipped.get("older configuration", 0) + len(ids)
+            first, levels, prev_mid = snap, sorted(snap.features.imbalance), None
+            ids, ts, books, feats, mids, spreads = [], [], [], [], [], []
+            bpx, bsz, apx, asz = [], [], [], []
         f = snap.features
         if f.mid is None or f.spread is None:
             skipped["one-sided book"] = skipped.get("one-sided book", 0) + 1
