@@ -34,3 +34,28 @@ def test_a_periodic_refresh_without_frames_publishes_once_the_interval_has_passe
     ing.pending = {"BTC-USD": None, "ETH-USD": None}
     due, next_at = ing._due(now=11.0)
     assert due == ["BTC-USD"] and next_at == pytest.approx(11.15)
+
+
+async def test_a_lone_change_inside_the_interval_is_flushed_within_two_intervals():
+    """A quiet market: one change right after a snapshot, then nothing. It must go out by
+    the trailing flush (2 intervals), not wait for the once-a-second refresh."""
+    import asyncio
+    import time
+
+    from cobstack.streams import book_stream
+
+    ing = ingest()
+    publisher = asyncio.create_task(ing._publisher())
+    try:
+        adapter = ing.adapters["binance"]
+        adapter.dirty.add("BTCUSDT")
+        ing._on_frame_done(adapter, time.time())  # first change: published at once
+        await asyncio.sleep(0.02)
+        assert ing.published["BTC-USD"] == 1
+        adapter.dirty.add("BTCUSDT")
+        ing._on_frame_done(adapter, time.time())  # 20 ms later, then silence
+        await asyncio.sleep(0.3)
+        assert ing.published["BTC-USD"] == 2
+        assert len(await ing.bus.range(book_stream("BTC-USD"))) == 2
+    finally:
+        publisher.cancel()

@@ -96,9 +96,12 @@ class Ingest:
                 if route is None:
                     continue
                 symbol = route.symbol
+                first = symbol not in self.pending
                 self.pending[symbol] = recv_ts
-                if recv_ts >= self.published_at[symbol] + self.interval:
-                    self._wake.set()  # the first change after the interval publishes at once
+                if first or recv_ts >= self.published_at[symbol] + self.interval:
+                    # due now (the first change after the interval), or the publisher must
+                    # learn of a pending change to flush it by two intervals
+                    self._wake.set()
                 venue_ts = max(venue_ts, adapter.books[native].ts)
             if adapter.event_time and venue_ts:
                 self.connections[venue].health.lag_ms = round((recv_ts - venue_ts) * 1000, 1)
