@@ -272,6 +272,16 @@ class Adapter:
         self.state[native] = SYNCING
         return book
 
+    def _book_for(self, native: object, sample: object) -> L2Book | None:
+        """The book a message names, created in auto mode; None (counted as
+        `unknown_instrument`) for an instrument not tracked or a name that is not a string."""
+        book = self.books.get(native) if native.__class__ is str else None
+        if book is None and native.__class__ is str:
+            book = self._track(native)
+        if book is None:
+            self.stats.reject("unknown_instrument", sample)
+        return book
+
     def _reset(self, native: str, state: str) -> None:
         self.books[native].clear()
         self.state[native] = state

@@ -186,9 +186,8 @@ class BinanceAdapter(RestSyncAdapter):
         event = data.get("e")
         if event == "depthUpdate":
             native = data["s"]
-            book = self.books.get(native) or (self._track(native) if native.__class__ is str else None)
+            book = self._book_for(native, text)
             if book is None:
-                self.stats.reject("unknown_instrument", text)
                 return
             self._diff(native, book, data, text)
         elif event in TRADE_EVENTS:
@@ -232,9 +231,8 @@ class BinanceAdapter(RestSyncAdapter):
     def _rest(self, url: str, text: str | bytes, ts: float, key: str | None) -> None:
         reconciling = key is not None and key.startswith(RECONCILE_KEY)
         native = key[len(RECONCILE_KEY):] if reconciling else key or self.instrument_from_url(url)
-        book = self.books.get(native) or self._track(native)
+        book = self._book_for(native, url)
         if book is None:
-            self.stats.reject("unknown_instrument", url)
             return
         shadow = self._shadows.pop(native, None) if reconciling else None
         snap = orjson.loads(text)

@@ -58,9 +58,8 @@ class BitstampAdapter(RestSyncAdapter):
         event, channel = msg.get("event"), msg.get("channel")
         if event == "data" and channel.startswith(DIFF_PREFIX):
             native = channel[len(DIFF_PREFIX):]
-            book = self.books.get(native) or self._track(native)
+            book = self._book_for(native, text)
             if book is None:
-                self.stats.reject("unknown_instrument", text)
                 return
             data = msg["data"]
             data["microtimestamp"] = _micros(data["microtimestamp"])
@@ -91,9 +90,8 @@ class BitstampAdapter(RestSyncAdapter):
 
     def _rest(self, url: str, text: str | bytes, ts: float, key: str | None) -> None:
         native = key or self.instrument_from_url(url)
-        book = self.books.get(native) or self._track(native)
+        book = self._book_for(native, url)
         if book is None:
-            self.stats.reject("unknown_instrument", url)
             return
         snap = orjson.loads(text)
         self._snapshot(native, book, _micros(snap["microtimestamp"]), snap["bids"], snap["asks"], text)

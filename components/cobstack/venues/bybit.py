@@ -80,9 +80,8 @@ class BybitAdapter(Adapter):
 
     def _book(self, topic: str, kind: object, data: dict, text: str | bytes, ts: float) -> None:
         native = data["s"]
-        book = self.books.get(native) or (self._track(native) if native.__class__ is str else None)
+        book = self._book_for(native, text)
         if book is None:
-            self.stats.reject("unknown_instrument", text)
             return
         update_id = data["u"]
         if update_id.__class__ is not int:

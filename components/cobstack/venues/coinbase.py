@@ -99,14 +99,6 @@ class CoinbaseAdapter(Adapter):
         else:
             self.stats.ignored += 1  # ticker, heartbeat, subscriptions
 
-    def _book_for(self, native: object, text: str | bytes) -> L2Book | None:
-        book = self.books.get(native) if native.__class__ is str else None
-        if book is None and native.__class__ is str:
-            book = self._track(native)
-        if book is None:
-            self.stats.reject("unknown_instrument", text)
-        return book
-
     def _advanced(self, event: dict, text: str | bytes, ts: float) -> None:
         native = event["product_id"]
         book = self._book_for(native, text)

@@ -188,9 +188,8 @@ class KrakenAdapter(Adapter):
         parsed = []  # format every level first, so an _Inexact retry finds nothing applied
         for e in entries:
             symbol = e["symbol"]
-            book = self.books.get(symbol) or (self._track(symbol) if symbol.__class__ is str else None)
+            book = self._book_for(symbol, text)
             if book is None:
-                self.stats.reject("unknown_instrument", text)
                 continue
             prec = self.precision.get(symbol)
             if prec is None:

@@ -85,12 +85,9 @@ class KrakenV1Adapter(Adapter):
 
     def _book(self, msg: list, channel: str, text: str | bytes, ts: float) -> None:
         pair = msg[-1]
-        book = self.books.get(pair) if pair.__class__ is str else None
+        book = self._book_for(pair, text)
         if book is None:
-            book = self._track(pair) if pair.__class__ is str else None
-            if book is None:
-                self.stats.reject("unknown_instrument", text)
-                return
+            return
         first = msg[1]
         if first.__class__ is dict and ("as" in first or "bs" in first):
             self._snapshot(pair, book, channel, first, text, ts)

@@ -87,9 +87,8 @@ class OkxAdapter(Adapter):
                 self.stats.ignored += 1  # subscribe/unsubscribe acks, notices
         elif channel == BOOK_CHANNEL:
             native = arg["instId"]
-            book = self.books.get(native) or (self._track(native) if native.__class__ is str else None)
+            book = self._book_for(native, text)
             if book is None:
-                self.stats.reject("unknown_instrument", text)
                 return
             action = msg["action"]
             if action not in ("snapshot", "update"):
